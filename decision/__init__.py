@@ -1,0 +1,1 @@
+"""Route re-optimisation with OR-Tools."""

@@ -1,0 +1,1 @@
+"""Fleet simulator, load generator, scenario scoring and benchmarks."""

@@ -1,0 +1,1 @@
+"""ETA models: features, training, evaluation, registry."""

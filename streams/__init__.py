@@ -1,0 +1,1 @@
+"""The Faust app: agents, tables, timers, sinks to Redis and ClickHouse, metrics."""
