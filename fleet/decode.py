@@ -1,0 +1,184 @@
+"""Decode and validate contract messages from raw Kafka bytes, with machine-readable reasons.
+
+Policy: every failure raises ``InvalidMessage`` (or a subclass) carrying a ``reason`` code
+from ``REASONS`` and a detail naming the field and value; callers dead-letter it. Nothing
+else escapes: unexpected decoder failures are mapped to ``invalid_json``.
+"""
+
+from __future__ import annotations
+
+import base64
+import math
+import re
+from collections.abc import Iterable
+from dataclasses import dataclass
+from typing import TypeVar
+
+import msgspec
+
+from fleet.errors import InvalidMessage, InvalidPing
+from fleet.records import DeadLetter, Ping
+
+REASONS = (
+    "empty",  # no bytes at all (a tombstone)
+    "too_large",  # over the size cap (64 KiB)
+    "invalid_utf8",  # not UTF-8
+    "invalid_json",  # not parseable JSON
+    "not_an_object",  # JSON, but not an object
+    "missing_field",  # a required field is absent
+    "wrong_type",  # a field has the wrong JSON type (booleans are not numbers)
+    "invalid_value",  # a field's value is not allowed (e.g. unknown enum value)
+    "invalid_identifier",  # an identifier breaks [A-Za-z0-9._:-]{1,64}
+    "not_finite",  # a coordinate is NaN or infinite (or overflows a float)
+    "lat_out_of_range",
+    "lon_out_of_range",
+    "ts_in_future",  # ts_ms more than the allowed skew ahead of the pipeline's clock
+)
+
+_MISSING = re.compile(r"Object missing required field `([^`]+)`")
+_AT = re.compile(r" - at `\$\.?([^`]*)`")
+_PING_DECODER = msgspec.json.Decoder(Ping)
+
+T = TypeVar("T", bound=msgspec.Struct)
+
+
+def _classify(exc: Exception) -> tuple[str, str]:
+    """Map a msgspec error to (reason, detail)."""
+    text = str(exc)
+    if isinstance(exc, msgspec.ValidationError):
+        if m := _MISSING.search(text):
+            return "missing_field", f"required field {m.group(1)!r} is missing"
+        where = _AT.search(text)
+        field = where.group(1) if where else ""
+        if "Expected `object`" in text and not field:
+            return "not_an_object", text
+        if "matching regex" in text or "length" in text:
+            return "invalid_identifier", f"{field}: {text.split(' - at')[0]}"
+        if "Number out of range" in text:
+            return "not_finite", f"{field} overflows a float"
+        if "Invalid enum value" in text:
+            return "invalid_value", f"{field}: {text.split(' - at')[0]}"
+        return "wrong_type", f"{field}: {text.split(' - at')[0]}" if field else text
+    if "invalid character" in text or "truncated" in text or "malformed" in text:
+        return "invalid_json", text
+    return "invalid_json", text
+
+
+def check_raw(raw: bytes | None, max_bytes: int) -> bytes:
+    """Size, presence and UTF-8 checks shared by every contract message."""
+    if raw is None or len(raw) == 0:
+        raise InvalidMessage("empty", "message has no value")
+    if len(raw) > max_bytes:
+        raise InvalidMessage("too_large", f"{len(raw)} bytes > {max_bytes} bytes")
+    try:
+        raw.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        raise InvalidMessage("invalid_utf8", f"not UTF-8 at byte {exc.start}") from None
+    return raw
+
+
+def decode_struct(raw: bytes | None, decoder: msgspec.json.Decoder[T], max_bytes: int) -> T:
+    """Decode any contract record; raise InvalidMessage with a reason on failure."""
+    data = check_raw(raw, max_bytes)
+    try:
+        return decoder.decode(data)
+    except (msgspec.DecodeError, msgspec.ValidationError) as exc:
+        reason, detail = _classify(exc)
+        raise InvalidMessage(reason, detail) from None
+    except Exception as exc:  # a decoder bug must still never crash a worker
+        raise InvalidMessage("invalid_json", f"{type(exc).__name__}: {exc}") from None
+
+
+def validate_ping(ping: Ping, now_ms: int, max_future_ms: int) -> Ping:
+    """Range and clock checks the type system cannot express."""
+    lat, lon = ping.lat, ping.lon
+    if not (math.isfinite(lat) and math.isfinite(lon)):
+        raise InvalidPing("not_finite", f"lat={lat} lon={lon} must be finite")
+    if not -90.0 <= lat <= 90.0:
+        raise InvalidPing("lat_out_of_range", f"lat={lat} outside [-90, 90]")
+    if not -180.0 <= lon <= 180.0:
+        raise InvalidPing("lon_out_of_range", f"lon={lon} outside [-180, 180]")
+    if ping.ts_ms > now_ms + max_future_ms:
+        ahead_s = (ping.ts_ms - now_ms) / 1000
+        raise InvalidPing(
+            "ts_in_future", f"ts_ms={ping.ts_ms} is {ahead_s:.1f} s ahead of the pipeline clock"
+        )
+    for name in ("accuracy_m", "speed_mps", "heading_deg"):
+        value = getattr(ping, name)
+        if value is not None and not math.isfinite(value):
+            raise InvalidPing("not_finite", f"{name}={value} must be finite")
+    return ping
+
+
+def decode_ping(raw: bytes | None, now_ms: int, max_future_ms: int, max_bytes: int) -> Ping:
+    """Bytes → a valid Ping, or InvalidPing with a reason."""
+    try:
+        ping = decode_struct(raw, _PING_DECODER, max_bytes)
+    except InvalidMessage as exc:
+        raise InvalidPing(exc.reason, exc.detail) from None
+    return validate_ping(ping, now_ms, max_future_ms)
+
+
+def dead_letter(
+    source_topic: str, raw: bytes | None, error: InvalidMessage, received_ms: int
+) -> DeadLetter:
+    """The DeadLetter record of a rejected input, keeping the original bytes."""
+    data = raw or b""
+    try:
+        text, encoding = data.decode("utf-8"), "utf-8"
+    except UnicodeDecodeError:
+        text, encoding = base64.b64encode(data).decode("ascii"), "base64"
+    return DeadLetter(
+        source_topic=source_topic,
+        reason=error.reason,
+        detail=error.detail,
+        received_ms=received_ms,
+        raw=text,
+        raw_encoding=encoding,  # type: ignore[arg-type]
+    )
+
+
+@dataclass(frozen=True, slots=True)
+class DecodedBatch:
+    """Valid pings and dead letters (with their Kafka keys) of one batch of raw messages."""
+
+    pings: list[Ping]
+    dead_letters: list[tuple[bytes | None, DeadLetter]]
+
+
+def decode_ping_batch(
+    messages: Iterable[tuple[bytes | None, bytes | None]],
+    *,
+    source_topic: str,
+    now_ms: int,
+    max_future_ms: int,
+    max_bytes: int,
+) -> DecodedBatch:
+    """Decode (key, value) pairs; every message ends up valid or dead-lettered."""
+    pings: list[Ping] = []
+    dead: list[tuple[bytes | None, DeadLetter]] = []
+    decoder = _PING_DECODER
+    limit = now_ms + max_future_ms
+    for key, raw in messages:
+        # Fast path: well-formed pings skip the exception machinery entirely.
+        if raw and len(raw) <= max_bytes:
+            try:
+                p = decoder.decode(raw)
+            except Exception:
+                p = None
+            if (
+                p is not None
+                and -90.0 <= p.lat <= 90.0
+                and -180.0 <= p.lon <= 180.0
+                and p.ts_ms <= limit
+                and (p.accuracy_m is None or math.isfinite(p.accuracy_m))
+                and (p.speed_mps is None or math.isfinite(p.speed_mps))
+                and (p.heading_deg is None or math.isfinite(p.heading_deg))
+            ):
+                pings.append(p)
+                continue
+        try:
+            pings.append(decode_ping(raw, now_ms, max_future_ms, max_bytes))
+        except InvalidMessage as exc:
+            dead.append((key, dead_letter(source_topic, raw, exc, now_ms)))
+    return DecodedBatch(pings, dead)

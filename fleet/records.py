@@ -1,0 +1,193 @@
+"""Wire records of the contract (shared/contract/README.md) as typed msgspec structs.
+
+Decoding is lenient about unknown fields (forward compatibility) and strict about types:
+a boolean is not a number, a float is not an integer time.
+"""
+
+from __future__ import annotations
+
+from typing import Annotated, Any, Literal
+
+import msgspec
+
+IDENTIFIER_PATTERN = r"^[A-Za-z0-9._:-]{1,64}$"
+Identifier = Annotated[str, msgspec.Meta(pattern=IDENTIFIER_PATTERN, min_length=1, max_length=64)]
+
+EVENT_TYPES = ("shift_start", "arrived", "delivered", "failed", "shift_end")
+FAILURE_REASONS = ("not_home", "access_denied", "wrong_address", "damaged", "refused", "other")
+ALERT_KINDS = ("off_route", "behind_schedule", "stale", "failed_delivery", "eta_window_risk")
+DRIVER_STATUSES = ("on_schedule", "behind_schedule", "off_route", "stale", "idle")
+COMMAND_TYPES = ("add_stop", "remove_stop", "resequence", "reassign", "cancel_route")
+
+EventType = Literal["shift_start", "arrived", "delivered", "failed", "shift_end"]
+FailureReason = Literal["not_home", "access_denied", "wrong_address", "damaged", "refused", "other"]
+AlertKind = Literal["off_route", "behind_schedule", "stale", "failed_delivery", "eta_window_risk"]
+AlertState = Literal["open", "resolved"]
+CommandType = Literal["add_stop", "remove_stop", "resequence", "reassign", "cancel_route"]
+
+
+class Ping(msgspec.Struct, frozen=True, omit_defaults=True):
+    """One GPS fix from a driver app. Identity: (driver_id, ts_ms, seq or -1)."""
+
+    driver_id: Identifier
+    ts_ms: int
+    lat: float
+    lon: float
+    seq: int | None = None
+    accuracy_m: float | None = None
+    speed_mps: float | None = None
+    heading_deg: float | None = None
+    route_id: Identifier | None = None
+
+
+class LatLon(msgspec.Struct, frozen=True):
+    """A WGS84 point."""
+
+    lat: float
+    lon: float
+
+
+class DeliveryEvent(msgspec.Struct, frozen=True, omit_defaults=True):
+    """Arrival, delivery, failed attempt or shift boundary reported by a driver app."""
+
+    event_id: Identifier
+    driver_id: Identifier
+    type: EventType
+    ts_ms: int
+    route_id: Identifier | None = None
+    stop_id: Identifier | None = None
+    reason: FailureReason | None = None
+    lat: float | None = None
+    lon: float | None = None
+    pod: dict[str, Any] | None = None
+
+
+class Stop(msgspec.Struct, frozen=True, omit_defaults=True):
+    """A stop of a route plan, in planned visiting order."""
+
+    stop_id: Identifier
+    lat: float
+    lon: float
+    window_start_ms: int | None = None
+    window_end_ms: int | None = None
+    service_s: float = 0.0
+    demand: int = 0
+    priority: int = 0
+    planned_arrival_ms: int | None = None
+
+
+class RoutePlan(msgspec.Struct, frozen=True, omit_defaults=True):
+    """A driver's planned route; a higher version replaces a lower one."""
+
+    route_id: Identifier
+    driver_id: Identifier
+    version: int
+    stops: list[Stop]
+    depot: LatLon | None = None
+    shift_start_ms: int | None = None
+    shift_end_ms: int | None = None
+    capacity: int | None = None
+    path: list[tuple[float, float]] | None = None
+
+
+class CommandStop(msgspec.Struct, frozen=True, omit_defaults=True):
+    """A stop as a dispatcher adds it: only the id and place are required."""
+
+    stop_id: Identifier
+    lat: float
+    lon: float
+    window_start_ms: int | None = None
+    window_end_ms: int | None = None
+    service_s: float = 0.0
+    demand: int = 0
+    priority: int = 0
+
+
+class DispatchCommand(msgspec.Struct, frozen=True, omit_defaults=True):
+    """A dispatcher's route edit."""
+
+    command_id: Identifier
+    route_id: Identifier
+    type: CommandType
+    issued_ms: int
+    issued_by: str | None = None
+    stop: CommandStop | None = None
+    stop_id: Identifier | None = None
+    stop_ids: list[Identifier] | None = None
+    to_driver_id: Identifier | None = None
+
+
+class RouteUpdate(msgspec.Struct, frozen=True, omit_defaults=True):
+    """What a driver app must show next, with the cause and the solver's rationale."""
+
+    route_id: Identifier
+    driver_id: Identifier
+    version: int
+    cause: str
+    issued_ms: int
+    plan: RoutePlan
+    caused_by: str | None = None
+    rationale: dict[str, Any] | None = None
+
+
+class Alert(msgspec.Struct, frozen=True, omit_defaults=True):
+    """One change of state of an alert: opened once, resolved once."""
+
+    alert_id: Identifier
+    kind: AlertKind
+    state: AlertState
+    driver_id: Identifier
+    opened_ms: int
+    changed_ms: int
+    severity: str = "warning"
+    route_id: Identifier | None = None
+    details: dict[str, Any] = msgspec.field(default_factory=dict)
+
+
+class StopEta(msgspec.Struct, frozen=True):
+    """Arrival-time quantiles of one remaining stop."""
+
+    stop_id: Identifier
+    p10_ms: int
+    p50_ms: int
+    p90_ms: int
+
+
+class EtaUpdate(msgspec.Struct, frozen=True, omit_defaults=True):
+    """ETAs of every remaining stop of a route."""
+
+    route_id: Identifier
+    driver_id: Identifier
+    model_version: str
+    computed_ms: int
+    stops: list[StopEta]
+
+
+class DeadLetter(msgspec.Struct, frozen=True):
+    """A rejected input, with why and the original bytes."""
+
+    source_topic: str
+    reason: str
+    detail: str
+    received_ms: int
+    raw: str
+    raw_encoding: Literal["utf-8", "base64"] = "utf-8"
+
+
+CONTRACT_RECORDS: dict[str, type[msgspec.Struct]] = {
+    "Ping": Ping,
+    "DeliveryEvent": DeliveryEvent,
+    "RoutePlan": RoutePlan,
+    "DispatchCommand": DispatchCommand,
+    "RouteUpdate": RouteUpdate,
+    "Alert": Alert,
+    "EtaUpdate": EtaUpdate,
+    "DeadLetter": DeadLetter,
+}
+
+_encoder = msgspec.json.Encoder()
+
+
+def encode(record: msgspec.Struct) -> bytes:
+    """JSON bytes of a record, as they go on the wire."""
+    return _encoder.encode(record)

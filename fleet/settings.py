@@ -1,0 +1,67 @@
+"""The one frozen settings object, read from ``FLEET_*`` environment variables (and ``.env``)."""
+
+from __future__ import annotations
+
+from functools import lru_cache
+from pathlib import Path
+
+from pydantic import Field, SecretStr
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+PROJECT_ROOT = Path(__file__).resolve().parent.parent
+
+
+class Settings(BaseSettings):
+    """Every knob of the pipeline. Each field is ``FLEET_<NAME>`` in the environment."""
+
+    model_config = SettingsConfigDict(
+        env_prefix="FLEET_", env_file=".env", frozen=True, extra="ignore"
+    )
+
+    # --- services -------------------------------------------------------------------------
+    kafka_bootstrap: str = Field("127.0.0.1:9092", description="Kafka bootstrap servers")
+    redis_url: str = Field("redis://127.0.0.1:6379/0", description="Redis URL of the read model")
+    clickhouse_url: SecretStr | None = Field(
+        None, description="ClickHouse server URL; unset = embedded engine (chDB) under var/"
+    )
+    var_dir: Path = Field(PROJECT_ROOT / "var", description="Data, logs, PID files, jar cache")
+    topic_prefix: str = Field(
+        "", description="Prefix for every topic name (isolates tests; empty in production)"
+    )
+    app_id: str = Field("fleet-pipeline", description="Faust app id = Kafka consumer group")
+    partitions: int = Field(
+        12, ge=1, description="Partitions of every topic (driver-keyed topics are co-partitioned)"
+    )
+    # --- worker ---------------------------------------------------------------------------
+    worker_web_port: int = Field(6066, description="Faust web port of the worker")
+    metrics_port: int = Field(9464, ge=0, description="Prometheus metrics port (0 = off)")
+    batch_size: int = Field(2000, ge=1, description="Max pings per ingest batch")
+    batch_within_s: float = Field(0.05, gt=0, description="Max wait to fill a batch, seconds")
+    # --- ingest ---------------------------------------------------------------------------
+    max_future_ms: int = Field(300_000, ge=0, description="Reject pings further in the future")
+    max_message_bytes: int = Field(65_536, ge=1, description="Reject larger messages")
+    max_speed_mps: float = Field(70.0, gt=0, description="Speed between fixes that is a jump")
+    jump_confirm_fixes: int = Field(
+        3, ge=1, description="Consecutive consistent fixes that confirm a jump"
+    )
+    position_ttl_s: int = Field(
+        86_400, ge=1, description="Expiry of a driver's live hash after the last ping"
+    )
+    zone_resolution: int = Field(7, ge=0, le=15, description="H3 resolution of supply zones")
+    zone_ttl_s: int = Field(600, ge=1, description="A driver leaves zone counts after this")
+    # --- tracking -------------------------------------------------------------------------
+    off_route_m: float = Field(150.0, gt=0, description="Cross-track distance that opens")
+    off_route_resolve_m: float = Field(100.0, gt=0, description="Distance that resolves")
+    off_route_min_s: float = Field(20.0, ge=0, description="Time beyond the threshold to open")
+    off_route_min_fixes: int = Field(3, ge=1, description="Fixes beyond the threshold to open")
+    off_route_resolve_s: float = Field(20.0, ge=0, description="Time inside to resolve")
+    behind_schedule_s: float = Field(600.0, gt=0, description="Lag that opens behind_schedule")
+    stale_after_s: float = Field(120.0, gt=0, description="Silence on shift that opens stale")
+    stale_check_interval_s: float = Field(5.0, gt=0, description="Stale timer period")
+    # --- history (ClickHouse) -------------------------------------------------------------
+
+
+@lru_cache(maxsize=1)
+def get_settings() -> Settings:
+    """The process-wide settings, read once."""
+    return Settings()
