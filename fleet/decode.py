@@ -144,6 +144,7 @@ class DecodedBatch:
 
     pings: list[Ping]
     dead_letters: list[tuple[bytes | None, DeadLetter]]
+    positions: list[int]  # index in the input of each valid ping
 
 
 def decode_ping_batch(
@@ -157,9 +158,10 @@ def decode_ping_batch(
     """Decode (key, value) pairs; every message ends up valid or dead-lettered."""
     pings: list[Ping] = []
     dead: list[tuple[bytes | None, DeadLetter]] = []
+    positions: list[int] = []
     decoder = _PING_DECODER
     limit = now_ms + max_future_ms
-    for key, raw in messages:
+    for i, (key, raw) in enumerate(messages):
         # Fast path: well-formed pings skip the exception machinery entirely.
         if raw and len(raw) <= max_bytes:
             try:
@@ -176,9 +178,11 @@ def decode_ping_batch(
                 and (p.heading_deg is None or math.isfinite(p.heading_deg))
             ):
                 pings.append(p)
+                positions.append(i)
                 continue
         try:
             pings.append(decode_ping(raw, now_ms, max_future_ms, max_bytes))
+            positions.append(i)
         except InvalidMessage as exc:
             dead.append((key, dead_letter(source_topic, raw, exc, now_ms)))
-    return DecodedBatch(pings, dead)
+    return DecodedBatch(pings, dead, positions)

@@ -52,13 +52,32 @@ class Settings(BaseSettings):
     # --- tracking -------------------------------------------------------------------------
     off_route_m: float = Field(150.0, gt=0, description="Cross-track distance that opens")
     off_route_resolve_m: float = Field(100.0, gt=0, description="Distance that resolves")
-    off_route_min_s: float = Field(20.0, ge=0, description="Time beyond the threshold to open")
+    off_route_min_s: float = Field(15.0, ge=0, description="Time beyond the threshold to open")
     off_route_min_fixes: int = Field(3, ge=1, description="Fixes beyond the threshold to open")
     off_route_resolve_s: float = Field(20.0, ge=0, description="Time inside to resolve")
     behind_schedule_s: float = Field(600.0, gt=0, description="Lag that opens behind_schedule")
+    behind_schedule_resolve_s: float = Field(
+        300.0, ge=0, description="Lag under which behind_schedule resolves"
+    )
     stale_after_s: float = Field(120.0, gt=0, description="Silence on shift that opens stale")
     stale_check_interval_s: float = Field(5.0, gt=0, description="Stale timer period")
     # --- history (ClickHouse) -------------------------------------------------------------
+    history_ttl_days_pings: int = Field(180, ge=1, description="Days pings are kept")
+    history_ttl_days_events: int = Field(730, ge=1, description="Days delivery events are kept")
+    history_ttl_days_alerts: int = Field(365, ge=1, description="Days alert changes are kept")
+    history_ttl_days_etas: int = Field(90, ge=1, description="Days ETA predictions are kept")
+    history_ttl_days_route_plans: int = Field(730, ge=1, description="Days route plans are kept")
+    history_ttl_days_dead_letters: int = Field(30, ge=1, description="Days dead letters are kept")
+    history_batch_size: int = Field(20_000, ge=1, description="Max rows per history insert")
+    history_batch_within_s: float = Field(1.0, gt=0, description="Max wait to fill an insert")
+    history_retry_initial_s: float = Field(0.2, gt=0, description="First retry delay of a write")
+    history_retry_max_s: float = Field(30.0, gt=0, description="Longest retry delay of a write")
+    history_dedup_window: int = Field(
+        1000, ge=0, description="Recent insert tokens a table remembers (repeated insert = no-op)"
+    )
+    history_query_port: int = Field(
+        0, ge=0, description="Port of the worker's read-only history endpoint (0 = any free)"
+    )
 
 
 @lru_cache(maxsize=1)

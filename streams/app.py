@@ -1,0 +1,80 @@
+"""The one Faust app of the pipeline: broker, topics, tables; agents register by import.
+
+Run it with ``fleet worker`` (or ``faust -A streams.app worker``).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import faust
+
+from fleet.settings import get_settings
+from fleet.topics import DLQ, PINGS, topic_name
+
+settings = get_settings()
+
+app = faust.App(
+    settings.app_id,
+    broker=f"kafka://{settings.kafka_bootstrap}",
+    store="memory://",  # tables are rebuilt from their changelog topics on start
+    topic_partitions=settings.partitions,
+    topic_replication_factor=1,
+    web_enabled=False,
+    web_port=settings.worker_web_port,
+    consumer_auto_offset_reset="earliest",
+    broker_max_poll_records=5000,
+    stream_buffer_maxsize=20_000,
+    stream_wait_empty=False,
+    producer_linger_ms=5,
+    broker_commit_interval=1.0,
+    table_cleanup_interval=60.0,
+)
+
+
+def raw_topic(base: str, **kwargs: Any) -> faust.TopicT:
+    """A contract topic whose keys and values stay bytes (decoded by fleet.decode)."""
+    return app.topic(
+        topic_name(settings, base), key_serializer="raw", value_serializer="raw", **kwargs
+    )
+
+
+class SourcePartitionedTable(faust.Table):
+    """A table whose changelog partition is the source partition of the key's last event.
+
+    Agents that take batches write table keys after the stream has moved past the event
+    that carried them; Faust would use the *current* event's partition. Recording the
+    source partition per key keeps the table co-partitioned with its topic.
+    """
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.source_partition: dict[Any, int] = {}
+
+    def partition_for_key(self, key: Any) -> int | None:
+        partition = self.source_partition.get(key)
+        return partition if partition is not None else super().partition_for_key(key)
+
+
+def source_partitioned_table(name: str) -> SourcePartitionedTable:
+    """A bytes -> bytes table (driver_id -> msgpack state), co-partitioned with its source."""
+    schema: faust.Schema = faust.Schema(
+        key_type=bytes, value_type=bytes, key_serializer="raw", value_serializer="raw"
+    )
+    table = SourcePartitionedTable(
+        app, name=name, schema=schema, partitions=settings.partitions, beacon=app.tables.beacon
+    )
+    return app.tables.add(table)  # type: ignore[return-value]
+
+
+pings_topic = raw_topic(PINGS)
+dlq_topic = raw_topic(DLQ)
+
+
+def main() -> None:
+    """Entry point of ``fleet worker``: a Faust worker of this app."""
+    app.main()
+
+
+# Agents register themselves on import (kept last: they import `app` from here).
+import streams.ingest  # noqa: E402, F401

@@ -1,0 +1,33 @@
+"""Prometheus metrics of the pipeline, served by each worker."""
+
+from __future__ import annotations
+
+from prometheus_client import Counter, Gauge, Histogram, start_http_server
+
+LATENCY_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0)
+
+PINGS_ACCEPTED = Counter("fleet_pings_accepted_total", "Valid pings seen for the first time")
+PINGS_REJECTED = Counter(
+    "fleet_pings_rejected_total", "Invalid pings sent to the dead-letter topic", ["reason"]
+)
+PINGS_DUPLICATE = Counter("fleet_pings_duplicate_total", "Pings dropped as duplicates")
+PINGS_LATE = Counter("fleet_pings_late_total", "Pings older than the live position (history only)")
+PINGS_JUMP = Counter("fleet_pings_jump_total", "Fixes flagged as implausible jumps")
+BATCH_SIZE = Histogram(
+    "fleet_ingest_batch_size",
+    "Messages per ingest batch",
+    buckets=(1, 10, 50, 100, 250, 500, 1000, 2000, 5000),
+)
+PING_TO_REDIS = Histogram(
+    "fleet_ping_to_redis_seconds",
+    "Time from a ping to its live position in Redis",
+    ["clock"],  # event: from ts_ms; kafka: from the Kafka record timestamp
+    buckets=LATENCY_BUCKETS,
+)
+CONSUMER_LAG = Gauge("fleet_consumer_lag", "Messages behind the high watermark", ["partition"])
+
+
+def serve(port: int) -> None:
+    """Serve /metrics on 0.0.0.0:port (0 = do not serve)."""
+    if port:
+        start_http_server(port)
