@@ -1,0 +1,1 @@
+"""Route tracking and alerts: pure state machines over pings, events, plans and commands."""

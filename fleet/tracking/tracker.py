@@ -1,0 +1,348 @@
+"""Per-driver tracking state and its transitions on pings, events, plans and the clock."""
+
+from __future__ import annotations
+
+from collections import OrderedDict
+from dataclasses import dataclass
+from typing import Any
+
+import msgspec
+import numpy as np
+
+from fleet.records import Alert, AlertKind, DeliveryEvent, Ping, RoutePlan
+from fleet.route_geometry import RouteLine
+from fleet.tracking.alerts import OpenAlert, apply_change
+from fleet.tracking.changes import Change
+from fleet.tracking.config import TrackingConfig
+from fleet.tracking.off_route import OffRouteFix, OffRouteState, step_off_route
+from fleet.tracking.plans import StopsHandled
+from fleet.tracking.schedule import BehindState, expected_stop_id, planned_time_at, step_behind
+from fleet.tracking.stale import StaleState, check_stale, ping_seen
+
+RECENT_EVENTS = 256  # event ids remembered for de-duplication (a route has fewer events)
+
+
+class DriverTrack(msgspec.Struct):
+    """Everything the tracker keeps about one driver; serialisable into a Faust table."""
+
+    driver_id: str
+    route_id: str | None = None
+    plan_version: int = 0
+    done: dict[str, str] = msgspec.field(default_factory=dict)  # stop_id -> delivered|failed
+    arrived_stop_id: str | None = None
+    on_shift: bool | None = None  # None: no shift event seen, the plan's window decides
+    last_seen_ms: int | None = None  # pipeline time of the last ping (silence is measured)
+    last_fix_ms: int | None = None
+    along_m: float | None = None
+    cross_m: float | None = None
+    lag_ms: int | None = None
+    recent_events: list[str] = msgspec.field(default_factory=list)
+    off_route: OffRouteState = msgspec.field(default_factory=OffRouteState)
+    behind: BehindState = msgspec.field(default_factory=BehindState)
+    stale: StaleState = msgspec.field(default_factory=StaleState)
+    alerts: dict[str, OpenAlert] = msgspec.field(default_factory=dict)
+
+
+@dataclass(frozen=True, slots=True)
+class PlanGeometry:
+    """A plan with its metric line and the stops' distances along it."""
+
+    plan: RoutePlan
+    line: RouteLine
+    stop_along_m: np.ndarray
+
+    @classmethod
+    def of(cls, plan: RoutePlan) -> PlanGeometry:
+        line = RouteLine.from_plan(plan) if plan.stops or plan.path else RouteLine([(0.0, 0.0)])
+        return cls(plan, line, line.stop_positions(plan))
+
+
+_GEOMETRY: OrderedDict[tuple[str, int], PlanGeometry] = OrderedDict()
+GEOMETRY_CACHE_SIZE = 4096
+
+
+def plan_geometry(plan: RoutePlan) -> PlanGeometry:
+    """The geometry of a plan version, built once per process (LRU)."""
+    key = (plan.route_id, plan.version)
+    found = _GEOMETRY.get(key)
+    if found is not None and found.plan is plan:
+        _GEOMETRY.move_to_end(key)
+        return found
+    geo = PlanGeometry.of(plan)
+    _GEOMETRY[key] = geo
+    if len(_GEOMETRY) > GEOMETRY_CACHE_SIZE:
+        _GEOMETRY.popitem(last=False)
+    return geo
+
+
+@dataclass(frozen=True, slots=True)
+class TrackResult:
+    """A new state and the alert messages its transition produced."""
+
+    track: DriverTrack
+    alerts: list[Alert]
+
+
+@dataclass(frozen=True, slots=True)
+class RouteProgress:
+    """How far a driver is through the route's stops."""
+
+    total: int
+    delivered: int
+    failed: int
+    next_stop_id: str | None
+
+    @property
+    def done(self) -> int:
+        return self.delivered + self.failed
+
+    @property
+    def fraction(self) -> float:
+        """Completion: stops done (delivered or failed) / total; an empty route is done."""
+        return 1.0 if self.total == 0 else self.done / self.total
+
+
+def _copy(track: DriverTrack) -> DriverTrack:
+    return msgspec.structs.replace(
+        track,
+        done=dict(track.done),
+        recent_events=list(track.recent_events),
+        alerts=dict(track.alerts),
+    )
+
+
+def _emit(t: DriverTrack, out: list[Alert], key: str, kind: AlertKind, change: Change | None):
+    if change is not None:
+        alert = apply_change(t.alerts, t.driver_id, t.route_id, key, kind, change)
+        if alert is not None:
+            out.append(alert)
+
+
+def next_stop_index(t: DriverTrack, plan: RoutePlan) -> int:
+    """Index of the first stop without an outcome (len(stops) when all are done)."""
+    for i, stop in enumerate(plan.stops):
+        if stop.stop_id not in t.done:
+            return i
+    return len(plan.stops)
+
+
+def route_progress(t: DriverTrack, plan: RoutePlan | None) -> RouteProgress:
+    """Completion and next stop of the driver's current plan."""
+    if plan is None or plan.route_id != t.route_id:
+        return RouteProgress(0, 0, 0, None)
+    ids = {s.stop_id for s in plan.stops}
+    outcomes = [v for k, v in t.done.items() if k in ids]
+    i = next_stop_index(t, plan)
+    nxt = plan.stops[i].stop_id if i < len(plan.stops) else None
+    return RouteProgress(
+        len(plan.stops), outcomes.count("delivered"), outcomes.count("failed"), nxt
+    )
+
+
+def is_on_shift(t: DriverTrack, plan: RoutePlan | None, now_ms: int) -> bool:
+    """Shift events decide; without them, the plan's shift window does."""
+    if t.on_shift is not None:
+        return t.on_shift
+    if plan is None or plan.shift_start_ms is None or plan.shift_end_ms is None:
+        return False
+    return plan.shift_start_ms <= now_ms <= plan.shift_end_ms
+
+
+def driver_status(t: DriverTrack, geo: PlanGeometry | None, now_ms: int) -> str:
+    """``stale``, ``idle``, ``off_route``, ``behind_schedule`` or ``on_schedule``."""
+    plan = geo.plan if geo is not None else None
+    if t.stale.is_stale:
+        return "stale"
+    if not is_on_shift(t, plan, now_ms) or plan is None or route_progress(t, plan).fraction >= 1:
+        return "idle"
+    if t.off_route.is_off:
+        return "off_route"
+    if t.behind.is_behind:
+        return "behind_schedule"
+    return "on_schedule"
+
+
+def _evaluate_schedule(
+    t: DriverTrack, geo: PlanGeometry, at_ms: int, cfg: TrackingConfig, out: list[Alert]
+) -> None:
+    plan = geo.plan
+    i = next_stop_index(t, plan)
+    planned = planned_time_at(plan, geo.stop_along_m, i, t.along_m)
+    if planned is None:
+        return
+    lag = at_ms - planned
+    t.lag_ms = lag
+    details: dict[str, Any] = {
+        "driver_id": t.driver_id,
+        "current_stop_id": plan.stops[i].stop_id,
+        "expected_stop_id": expected_stop_id(plan, at_ms),
+        "delay_s": round(lag / 1000, 1),
+        # Remaining legs are assumed to take as planned, so today's lag carries to the end.
+        "est_end_delay_s": round(max(0, lag) / 1000, 1),
+    }
+    t.behind, change = step_behind(t.behind, lag, at_ms, details, cfg)
+    _emit(t, out, "behind_schedule", "behind_schedule", change)
+
+
+def _route_active(t: DriverTrack, geo: PlanGeometry | None) -> bool:
+    return (
+        geo is not None
+        and geo.plan.route_id == t.route_id
+        and next_stop_index(t, geo.plan) < len(geo.plan.stops)
+    )
+
+
+def apply_pings(
+    track: DriverTrack,
+    geo: PlanGeometry | None,
+    pings: list[Ping],
+    now_ms: int,
+    cfg: TrackingConfig,
+) -> TrackResult:
+    """Advance a driver by accepted pings in time order (one call per driver per batch)."""
+    t, out = _copy(track), list[Alert]()
+    t.stale, change = ping_seen(t.stale, now_ms)
+    _emit(t, out, "stale", "stale", change)
+    t.last_seen_ms = now_ms
+    if not pings:
+        return TrackResult(t, out)
+    t.last_fix_ms = max(p.ts_ms for p in pings)
+    if geo is None or not _route_active(t, geo):
+        return TrackResult(t, out)
+    proj = geo.line.project([p.lat for p in pings], [p.lon for p in pings], t.along_m)
+    hint = t.along_m
+    for ping, along, cross in zip(pings, proj.along_m, proj.cross_m, strict=True):
+        fix = OffRouteFix(ping.ts_ms, float(cross), ping.accuracy_m)
+        t.off_route, change = step_off_route(t.off_route, fix, cfg)
+        if change is not None and change.action == "open":
+            expected = geo.plan.stops[next_stop_index(t, geo.plan)].stop_id
+            details = {**change.details, "expected_stop_id": expected}
+            change = msgspec.structs.replace(change, details=details)
+        _emit(t, out, "off_route", "off_route", change)
+        # While off route the along position is meaningless; keep the last one on it.
+        if not t.off_route.is_off:
+            hint = float(along)
+        t.cross_m = float(cross)
+    t.along_m = hint
+    _evaluate_schedule(t, geo, pings[-1].ts_ms, cfg, out)
+    return TrackResult(t, out)
+
+
+def apply_event(
+    track: DriverTrack, geo: PlanGeometry | None, event: DeliveryEvent, cfg: TrackingConfig
+) -> TrackResult:
+    """Apply a delivery or shift event once (a repeated event_id is a duplicate)."""
+    if event.event_id in track.recent_events:
+        return TrackResult(track, [])
+    t, out = _copy(track), list[Alert]()
+    t.recent_events = [*t.recent_events[-(RECENT_EVENTS - 1) :], event.event_id]
+    at = event.ts_ms
+    if event.type == "shift_start":
+        t.on_shift = True
+    elif event.type == "shift_end":
+        t.on_shift = False
+        _end_movement_alerts(t, at, "shift_end", out)
+        t.stale, change = check_stale(t.stale, t.last_seen_ms, False, at, cfg)
+        _emit(t, out, "stale", "stale", change)
+    elif event.type == "arrived":
+        t.arrived_stop_id = event.stop_id
+    elif event.stop_id is not None:
+        _record_outcome(t, event, out)
+    if geo is not None and event.type in ("delivered", "failed"):
+        if _route_active(t, geo):
+            _evaluate_schedule(t, geo, at, cfg, out)
+        else:
+            _end_movement_alerts(t, at, "route_complete", out)
+    return TrackResult(t, out)
+
+
+def _record_outcome(t: DriverTrack, event: DeliveryEvent, out: list[Alert]) -> None:
+    stop_id = event.stop_id
+    assert stop_id is not None
+    key = f"failed_delivery:{stop_id}"
+    if event.type == "delivered":
+        t.done[stop_id] = "delivered"
+        _emit(
+            t,
+            out,
+            key,
+            "failed_delivery",
+            Change("resolve", event.ts_ms, details={"resolution": "delivered"}),
+        )
+    else:
+        t.done[stop_id] = "failed"
+        details = {
+            "stop_id": stop_id,
+            "reason": event.reason or "other",
+            "event_id": event.event_id,
+        }
+        _emit(
+            t,
+            out,
+            key,
+            "failed_delivery",
+            Change("open", event.ts_ms, basis_ms=event.ts_ms, details=details),
+        )
+    if t.arrived_stop_id == stop_id:
+        t.arrived_stop_id = None
+
+
+def _end_movement_alerts(t: DriverTrack, at_ms: int, cause: str, out: list[Alert]) -> None:
+    """Off route and behind schedule end with the route or the shift."""
+    resolve = Change("resolve", at_ms, details={"cause": cause})
+    t.off_route = OffRouteState()
+    t.behind = BehindState()
+    _emit(t, out, "off_route", "off_route", resolve)
+    _emit(t, out, "behind_schedule", "behind_schedule", resolve)
+
+
+def apply_plan(track: DriverTrack, plan: RoutePlan, at_ms: int) -> TrackResult:
+    """Make ``plan`` the driver's current plan (the caller checked it is the newest)."""
+    t, out = _copy(track), list[Alert]()
+    if t.route_id != plan.route_id:
+        _end_movement_alerts(t, at_ms, "route_changed", out)
+        t.done, t.along_m, t.cross_m, t.lag_ms, t.arrived_stop_id = {}, None, None, None, None
+    else:
+        ids = {s.stop_id for s in plan.stops}
+        t.done = {k: v for k, v in t.done.items() if k in ids}
+    t.route_id, t.plan_version = plan.route_id, plan.version
+    return TrackResult(t, out)
+
+
+def release_route(track: DriverTrack, route_id: str, at_ms: int) -> TrackResult:
+    """The route went to another driver: this one has no plan any more."""
+    if track.route_id != route_id:
+        return TrackResult(track, [])
+    t, out = _copy(track), list[Alert]()
+    _end_movement_alerts(t, at_ms, "route_changed", out)
+    t.route_id, t.plan_version, t.done = None, 0, {}
+    return TrackResult(t, out)
+
+
+def handle_stops(track: DriverTrack, handled: StopsHandled, at_ms: int) -> TrackResult:
+    """A dispatcher dealt with stops: their failed-delivery alerts resolve.
+
+    Rescheduled stops are pending again, so their failed outcome is forgotten.
+    """
+    t, out = _copy(track), list[Alert]()
+    for stop_id in handled.stop_ids:
+        change = Change("resolve", at_ms, details={"resolution": handled.how})
+        _emit(t, out, f"failed_delivery:{stop_id}", "failed_delivery", change)
+        if handled.how == "rescheduled" and t.done.get(stop_id) == "failed":
+            del t.done[stop_id]
+    return TrackResult(t, out)
+
+
+def check_timers(
+    track: DriverTrack, geo: PlanGeometry | None, now_ms: int, cfg: TrackingConfig
+) -> TrackResult:
+    """The periodic check: silence on shift makes a driver stale."""
+    plan = geo.plan if geo is not None else None
+    on_shift = is_on_shift(track, plan, now_ms)
+    state, change = check_stale(track.stale, track.last_seen_ms, on_shift, now_ms, cfg)
+    if change is None:
+        return TrackResult(track, [])
+    t, out = _copy(track), list[Alert]()
+    t.stale = state
+    _emit(t, out, "stale", "stale", change)
+    return TrackResult(t, out)

@@ -1,0 +1,78 @@
+"""Metric projection of fixes onto a route line."""
+
+from __future__ import annotations
+
+import pytest
+
+from fleet.geo import haversine_m
+from fleet.records import LatLon, RoutePlan, Stop
+from fleet.route_geometry import RouteLine, plan_vertices
+from load_tests.scenarios import offset
+
+ORIGIN = (52.50, 13.40)
+
+
+def _east_line(length_m: float) -> RouteLine:
+    end = offset(*ORIGIN, length_m, 0.0)
+    return RouteLine([ORIGIN, end])
+
+
+def test_projection_is_metric_along_and_across() -> None:
+    """A fix 100 m north of the 400 m mark of an eastward line: along 400, cross 100."""
+    line = _east_line(1000.0)
+    lat, lon = offset(*ORIGIN, 400.0, 100.0)
+    along, cross = line.project_one(lat, lon)
+    assert along == pytest.approx(400.0, abs=1.0)
+    assert cross == pytest.approx(100.0, abs=1.0)
+    assert line.length_m == pytest.approx(1000.0, abs=1.0)
+
+
+def test_cross_track_matches_great_circle_distance_to_nearest_vertex_beyond_the_end() -> None:
+    """Past the end of the line the cross distance is the distance to the last vertex."""
+    line = _east_line(1000.0)
+    end = offset(*ORIGIN, 1000.0, 0.0)
+    lat, lon = offset(*ORIGIN, 1300.0, 400.0)
+    _, cross = line.project_one(lat, lon)
+    assert cross == pytest.approx(haversine_m(lat, lon, *end), rel=0.005)
+
+
+def test_vectorised_projection_equals_one_by_one() -> None:
+    line = RouteLine([ORIGIN, offset(*ORIGIN, 500, 0), offset(*ORIGIN, 500, 800)])
+    fixes = [offset(*ORIGIN, x, y) for x, y in [(10, 5), (480, -20), (520, 300), (450, 790)]]
+    batch = line.project([f[0] for f in fixes], [f[1] for f in fixes])
+    for i, (lat, lon) in enumerate(fixes):
+        _along, cross = line.project_one(lat, lon)
+        assert batch.cross_m[i] == pytest.approx(cross)
+    assert list(batch.along_m) == sorted(batch.along_m)  # the driver moves forward
+
+
+def test_out_and_back_road_follows_the_previous_position() -> None:
+    """On a road driven out and back, the along position stays on the leg being driven."""
+    far = offset(*ORIGIN, 1000.0, 0.0)
+    line = RouteLine([ORIGIN, far, ORIGIN])
+    lat, lon = offset(*ORIGIN, 300.0, 5.0)
+    along_out, _ = line.project_one(lat, lon, hint_along_m=250.0)
+    along_back, _ = line.project_one(lat, lon, hint_along_m=1650.0)
+    assert along_out == pytest.approx(300.0, abs=2.0)
+    assert along_back == pytest.approx(1700.0, abs=2.0)
+
+
+def test_plan_without_path_uses_depot_then_stops() -> None:
+    stops = [
+        Stop(stop_id="a", lat=52.51, lon=13.40),
+        Stop(stop_id="b", lat=52.51, lon=13.42),
+    ]
+    plan = RoutePlan("rt-1", "drv-1", 1, stops, depot=LatLon(52.50, 13.40))
+    assert plan_vertices(plan) == [(52.50, 13.40), (52.51, 13.40), (52.51, 13.42)]
+    line = RouteLine.from_plan(plan)
+    positions = line.stop_positions(plan)
+    assert positions[0] == pytest.approx(haversine_m(52.50, 13.40, 52.51, 13.40), rel=0.005)
+    assert positions[1] > positions[0]
+
+
+def test_single_point_line_projects_to_its_distance() -> None:
+    line = RouteLine([ORIGIN])
+    lat, lon = offset(*ORIGIN, 30.0, 40.0)
+    along, cross = line.project_one(lat, lon)
+    assert along == 0.0
+    assert cross == pytest.approx(50.0, abs=0.5)
