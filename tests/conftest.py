@@ -1,0 +1,222 @@
+"""Shared fixtures: the real local services, isolated topics per test, and worker processes.
+
+Integration tests need Kafka and Redis. The ``stack`` fixture starts whichever is not running
+(and stops at the end exactly what it started). When a service cannot be had, the test
+FAILS under CI (env ``CI`` set) and is skipped elsewhere.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+import uuid
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+from confluent_kafka import Consumer, Producer
+
+from fleet import services
+from fleet.settings import PROJECT_ROOT, Settings
+
+WORKER_READY_S = 90.0
+
+
+def _unavailable(message: str) -> None:
+    if os.environ.get("CI"):
+        pytest.fail(f"{message} (CI is set: a missing service is a failure)")
+    pytest.skip(message)
+
+
+@pytest.fixture(scope="session")
+def stack() -> Iterator[Settings]:
+    """Kafka and Redis up for the session; returns the base settings."""
+    settings = Settings()
+    started = []
+    for service in (services.Kafka(settings), services.Redis(settings)):
+        was = service.status().state
+        try:
+            service.up(lambda _msg: None)
+        except Exception as exc:
+            _unavailable(f"{service.name} unavailable: {exc}")
+        if was == "stopped":
+            started.append(service)
+    yield settings
+    for service in reversed(started):
+        service.down(lambda _msg: None)
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+class FleetEnv(dict[str, str]):
+    """Environment of an isolated pipeline run: own topics, consumer group, var dir, ports."""
+
+    settings: Settings
+    prefix: str
+
+    def topic(self, base: str) -> str:
+        return f"{self.prefix}{base}"
+
+
+@pytest.fixture
+def fleet_env(stack: Settings, tmp_path: Path) -> FleetEnv:
+    """Unique FLEET_TOPIC_PREFIX / FLEET_APP_ID / FLEET_VAR_DIR / ports; topics created."""
+    run = uuid.uuid4().hex[:10]
+    overrides = {
+        "FLEET_TOPIC_PREFIX": f"t{run}.",
+        "FLEET_APP_ID": f"test-{run}",
+        "FLEET_VAR_DIR": str(tmp_path / "var"),
+        "FLEET_METRICS_PORT": str(free_port()),
+        "FLEET_WORKER_WEB_PORT": str(free_port()),
+        "FLEET_KAFKA_BOOTSTRAP": stack.kafka_bootstrap,
+        "FLEET_REDIS_URL": stack.redis_url,
+    }
+    env = FleetEnv({**os.environ, **overrides})
+    env.prefix = overrides["FLEET_TOPIC_PREFIX"]
+    env.settings = Settings(
+        topic_prefix=env.prefix,
+        app_id=overrides["FLEET_APP_ID"],
+        var_dir=Path(overrides["FLEET_VAR_DIR"]),
+        kafka_bootstrap=stack.kafka_bootstrap,
+        redis_url=stack.redis_url,
+    )
+    services.ensure_topics(env.settings)
+    return env
+
+
+class WorkerHandle:
+    """A `fleet worker` subprocess."""
+
+    def __init__(self, env: dict[str, str], log: Path) -> None:
+        self.env = env
+        self.log = log
+        self.proc: subprocess.Popen[bytes] | None = None
+
+    def start(self) -> WorkerHandle:
+        offset = self.log.stat().st_size if self.log.exists() else 0
+        with open(self.log, "ab") as out:
+            self.proc = subprocess.Popen(
+                [sys.executable, "-m", "fleet.cli", "worker", "-l", "info"],
+                env=self.env, cwd=PROJECT_ROOT, stdout=out, stderr=subprocess.STDOUT,
+                start_new_session=True,
+            )  # fmt: skip
+        deadline = time.monotonic() + WORKER_READY_S
+        while time.monotonic() < deadline:
+            if self.proc.poll() is not None:
+                raise RuntimeError(f"worker exited {self.proc.returncode}:\n{self.tail()}")
+            with open(self.log, "rb") as f:
+                f.seek(offset)
+                if b"[^Worker]: Ready" in f.read():
+                    return self
+            time.sleep(0.25)
+        raise RuntimeError(f"worker not ready after {WORKER_READY_S} s:\n{self.tail()}")
+
+    def tail(self, n: int = 4000) -> str:
+        return self.log.read_text(errors="replace")[-n:] if self.log.exists() else ""
+
+    def kill(self) -> None:
+        """SIGKILL: no shutdown, no commit (a crash)."""
+        if self.proc and self.proc.poll() is None:
+            os.killpg(self.proc.pid, signal.SIGKILL)
+            self.proc.wait(10)
+
+    def stop(self) -> None:
+        """SIGTERM and wait for a clean shutdown."""
+        if self.proc and self.proc.poll() is None:
+            os.killpg(self.proc.pid, signal.SIGTERM)
+            try:
+                self.proc.wait(30)
+            except subprocess.TimeoutExpired:
+                self.kill()
+
+    def restart(self) -> WorkerHandle:
+        self.stop()
+        return self.start()
+
+    def alive(self) -> bool:
+        return self.proc is not None and self.proc.poll() is None
+
+
+@pytest.fixture
+def worker(tmp_path: Path) -> Iterator[Callable[..., WorkerHandle]]:
+    """Factory: worker(env, **extra_env) starts a ready `fleet worker`; stopped at teardown."""
+    handles: list[WorkerHandle] = []
+
+    def start(env: dict[str, str], **extra: Any) -> WorkerHandle:
+        merged = {**env, **{k: str(v) for k, v in extra.items()}}
+        handle = WorkerHandle(merged, tmp_path / f"worker-{len(handles)}.log")
+        handles.append(handle)
+        return handle.start()
+
+    yield start
+    for handle in handles:
+        handle.kill()
+
+
+def produce(bootstrap: str, topic: str, messages: list[tuple[bytes | None, bytes | None]]) -> None:
+    """Publish (key, value) pairs with confluent-kafka and wait for delivery."""
+    producer = Producer(
+        {"bootstrap.servers": bootstrap, "partitioner": "murmur2_random", "linger.ms": 5,
+         "log_level": 3}
+    )  # fmt: skip
+    errors: list[str] = []
+
+    def report(err: Any, _msg: Any) -> None:
+        if err is not None:
+            errors.append(str(err))
+
+    for key, value in messages:
+        producer.produce(topic, key=key, value=value, on_delivery=report)
+        producer.poll(0)
+    producer.flush(30)
+    assert not errors, errors
+
+
+def consume_all(
+    bootstrap: str, topic: str, timeout: float = 30.0, expect: int | None = None
+) -> list[tuple[bytes | None, bytes | None]]:
+    """Read a topic from the beginning until `expect` messages arrived or `timeout` passed
+    (with `expect=None`, until the topic has been quiet for 3 s)."""
+    consumer = Consumer(
+        {"bootstrap.servers": bootstrap, "group.id": f"reader-{uuid.uuid4().hex}",
+         "auto.offset.reset": "earliest", "enable.auto.commit": False, "log_level": 3}
+    )  # fmt: skip
+    consumer.subscribe([topic])
+    out: list[tuple[bytes | None, bytes | None]] = []
+    deadline = time.monotonic() + timeout
+    quiet_since = time.monotonic()
+    try:
+        while time.monotonic() < deadline:
+            msg = consumer.poll(0.5)
+            if msg is None:
+                if expect is None and out and time.monotonic() - quiet_since > 3:
+                    break
+                continue
+            if msg.error():
+                continue
+            out.append((msg.key(), msg.value()))
+            quiet_since = time.monotonic()
+            if expect is not None and len(out) >= expect:
+                break
+    finally:
+        consumer.close()
+    return out
+
+
+def wait_until(predicate: Callable[[], Any], timeout: float = 60.0, interval: float = 0.25) -> Any:
+    """Poll until predicate() is truthy; return its value, or fail with the last value."""
+    deadline = time.monotonic() + timeout
+    value = predicate()
+    while not value and time.monotonic() < deadline:
+        time.sleep(interval)
+        value = predicate()
+    return value
