@@ -1,0 +1,62 @@
+"""The history DDL (infra/clickhouse/*.sql) with per-table retention filled in from settings."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from string import Template
+
+from fleet.settings import PROJECT_ROOT, Settings
+
+DDL_DIR = PROJECT_ROOT / "infra" / "clickhouse"
+DATABASE = "fleet"
+TABLES = ("pings", "events", "alerts", "etas", "route_plans", "dead_letters")
+
+
+def ttl_days(settings: Settings, table: str) -> int:
+    """Retention of one table in days (FLEET_HISTORY_TTL_DAYS_<TABLE>)."""
+    days: int = getattr(settings, f"history_ttl_days_{table}")
+    return days
+
+
+def ddl_files(ddl_dir: Path = DDL_DIR) -> list[Path]:
+    """The DDL files in the order they apply (numbered names)."""
+    return sorted(ddl_dir.glob("*.sql"))
+
+
+def _table_of(path: Path) -> str | None:
+    """`10_pings.sql` -> `pings`; the database file has no table."""
+    name = path.stem.split("_", 1)[1]
+    return name if name in TABLES else None
+
+
+def ddl_statements(settings: Settings, ddl_dir: Path = DDL_DIR) -> list[str]:
+    """Every CREATE statement, retention and insert-dedup window substituted."""
+    statements = []
+    for path in ddl_files(ddl_dir):
+        table = _table_of(path)
+        values = {"dedup_window": settings.history_dedup_window}
+        if table is not None:
+            values["ttl_days"] = ttl_days(settings, table)
+        statements.append(Template(path.read_text()).substitute(values).strip())
+    return statements
+
+
+def ttl_statements(settings: Settings) -> list[str]:
+    """Re-apply retention to existing tables, so a changed setting takes effect on start.
+
+    Only metadata changes (materialize_ttl_after_modify = 0): old parts expire at their
+    next merge rather than in one expensive rewrite.
+    """
+    out = []
+    for path in ddl_files():
+        table = _table_of(path)
+        if table is None:
+            continue
+        text = Template(path.read_text()).substitute(
+            ttl_days=ttl_days(settings, table), dedup_window=settings.history_dedup_window
+        )
+        ttl = next(line for line in text.splitlines() if line.startswith("TTL "))
+        out.append(
+            f"ALTER TABLE {DATABASE}.{table} MODIFY {ttl} SETTINGS materialize_ttl_after_modify = 0"
+        )
+    return out

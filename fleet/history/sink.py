@@ -1,0 +1,149 @@
+"""Writing batches to history: one owner thread, retries with backoff, never a dropped batch.
+
+Policy: a batch that the store refuses (unavailable, slow, busy) is retried with the same
+insert token, waiting longer each time up to a cap, until it is stored. Meanwhile the
+caller awaits, so the stream stops taking messages: that wait is the backpressure. The
+only exit is success; the error of every attempt is reported to ``on_retry``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+from collections.abc import Callable, Iterable, Iterator
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from typing import Any, TypeVar
+
+import pyarrow as pa
+from aiohttp import web
+
+from fleet.history.access import OwnedStore, open_owner, query_endpoint
+from fleet.history.store import HistoryStore, Params
+from fleet.settings import Settings
+
+T = TypeVar("T")
+RetryHook = Callable[[str, Exception, float], None]
+
+
+@dataclass(frozen=True, slots=True)
+class RetryPolicy:
+    """Exponential backoff: initial_s, doubled per failure, capped at max_s."""
+
+    initial_s: float = 0.2
+    max_s: float = 30.0
+
+    @classmethod
+    def from_settings(cls, settings: Settings) -> RetryPolicy:
+        return cls(settings.history_retry_initial_s, settings.history_retry_max_s)
+
+    def delays(self) -> Iterator[float]:
+        delay = self.initial_s
+        while True:
+            yield min(delay, self.max_s)
+            delay *= 2
+
+
+def batch_token(table: str, offsets: Iterable[tuple[str, int, int]]) -> str:
+    """Insert-dedup token of a batch: the same Kafka messages give the same token.
+
+    A retried insert whose first attempt did land (a timeout after the write) is then
+    discarded by the store rather than written twice.
+    """
+    digest = hashlib.sha256(table.encode())
+    for topic, partition, offset in sorted(offsets):
+        digest.update(f"|{topic}:{partition}:{offset}".encode())
+    return digest.hexdigest()[:40]
+
+
+def _ignore_retry(table: str, exc: Exception, delay: float) -> None:
+    pass
+
+
+class HistoryWriter:
+    """Owns the store on one thread (chDB wants one user) and gives it an async face."""
+
+    def __init__(
+        self,
+        settings: Settings,
+        policy: RetryPolicy | None = None,
+        on_retry: RetryHook = _ignore_retry,
+    ) -> None:
+        self.settings = settings
+        self.policy = policy or RetryPolicy.from_settings(settings)
+        self.on_retry = on_retry
+        self._executor = ThreadPoolExecutor(1, thread_name_prefix="history-store")
+        self._store: HistoryStore | None = None
+        self._port: int | None = None
+        self._runner: web.AppRunner | None = None
+
+    # --- on the store thread ---------------------------------------------------------------
+    def _open(self) -> HistoryStore:
+        if self._store is None:
+            self._store = open_owner(self.settings)
+            self._publish()
+        return self._store
+
+    def _publish(self) -> None:
+        if isinstance(self._store, OwnedStore) and self._port is not None:
+            self._store.lock.publish(self._port)
+
+    def _insert(self, table: str, rows: pa.Table, token: str | None) -> None:
+        self._open().insert(table, rows, token)
+
+    def _query(self, sql: str, fmt: str, params: Params) -> bytes:
+        return self._open().query(sql, fmt, params)
+
+    def _close(self) -> None:
+        if self._store is not None:
+            self._store.close()
+            self._store = None
+
+    # --- async face ------------------------------------------------------------------------
+    async def _call(self, fn: Callable[..., T], *args: Any) -> T:
+        return await asyncio.get_running_loop().run_in_executor(self._executor, fn, *args)
+
+    async def _until_done(self, what: str, fn: Callable[..., T], *args: Any) -> tuple[T, int]:
+        delays = self.policy.delays()
+        attempts = 0
+        while True:
+            attempts += 1
+            try:
+                return await self._call(fn, *args), attempts
+            except Exception as exc:  # any failure of the store is retried; the worker lives
+                delay = next(delays)
+                self.on_retry(what, exc, delay)
+                await asyncio.sleep(delay)
+
+    async def open(self) -> None:
+        """Open the store (retrying until it can), so readers are served before any batch."""
+        await self._until_done("open", self._open)
+
+    async def insert(self, table: str, rows: pa.Table, token: str | None) -> int:
+        """Store one batch, however many attempts it takes; returns the attempts."""
+        _, attempts = await self._until_done(table, self._insert, table, rows, token)
+        return attempts
+
+    async def query(
+        self, sql: str, fmt: str = "JSONEachRow", params: Params | None = None
+    ) -> bytes:
+        """A read-only query on the owned store (one attempt; errors go to the reader)."""
+        return await self._call(self._query, sql, fmt, params or {})
+
+    async def serve_readers(self, port: int, host: str = "127.0.0.1") -> int:
+        """Serve the read-only query endpoint; publish its port once the store is owned."""
+        self._runner = web.AppRunner(query_endpoint(self.query))
+        await self._runner.setup()
+        site = web.TCPSite(self._runner, host, port)
+        await site.start()
+        server = site._server
+        sockets = getattr(server, "sockets", None) or []
+        self._port = sockets[0].getsockname()[1] if sockets else port
+        await self._call(self._publish)
+        return self._port
+
+    async def close(self) -> None:
+        if self._runner is not None:
+            await self._runner.cleanup()
+        await self._call(self._close)
+        self._executor.shutdown(wait=True)

@@ -1,0 +1,16 @@
+-- Rejected inputs once per (source_topic, reason, raw bytes): a redelivered input that is
+-- rejected again (with a new received_ms) counts once.
+CREATE TABLE IF NOT EXISTS fleet.dead_letters
+(
+    source_topic LowCardinality(String),
+    reason       LowCardinality(String),
+    detail       String CODEC(ZSTD(3)),
+    received_ms  Int64 CODEC(Delta, ZSTD(3)),
+    raw          String CODEC(ZSTD(3)),
+    raw_encoding LowCardinality(String),
+    ingested_ms  Int64 CODEC(Delta, ZSTD(3))
+)
+ENGINE = ReplacingMergeTree(ingested_ms)
+ORDER BY (source_topic, reason, cityHash64(raw))
+TTL toDateTime(intDiv(received_ms, 1000)) + INTERVAL ${ttl_days} DAY
+SETTINGS non_replicated_deduplication_window = ${dedup_window}
