@@ -166,6 +166,7 @@ def build_parser() -> argparse.ArgumentParser:
     schema.set_defaults(handler=_cmd_schema)
 
     # --- commands registered by feature packages (one line each) ---------------------------
+    __import__("fleet.history.cli").history.cli.register(sub)
     return parser
 
 
