@@ -19,6 +19,9 @@ Handler = Callable[[argparse.Namespace, Settings], int]
 def _cmd_infra(args: argparse.Namespace, settings: Settings) -> int:
     from fleet import services
 
+    if args.action == "fetch":
+        services.Kafka(settings).ensure_jars(print)
+        return 0
     if args.action == "up":
         services.up(settings, with_prometheus=None if args.prometheus else False)
     elif args.action == "down":
@@ -123,7 +126,7 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", required=True)
 
     infra = sub.add_parser("infra", help="start, stop or show the local services")
-    infra.add_argument("action", choices=["up", "down", "status"])
+    infra.add_argument("action", choices=["up", "down", "status", "fetch"])
     infra.add_argument(
         "--no-prometheus",
         dest="prometheus",

@@ -62,8 +62,9 @@ def source_partitioned_table(name: str) -> SourcePartitionedTable:
         key_type=bytes, value_type=bytes, key_serializer="raw", value_serializer="raw"
     )
     table = SourcePartitionedTable(
-        app, name=name, schema=schema, partitions=settings.partitions, beacon=app.tables.beacon
-    )
+        app, name=name, schema=schema, key_type=bytes, value_type=bytes,
+        partitions=settings.partitions, beacon=app.tables.beacon,
+    )  # fmt: skip
     return app.tables.add(table)  # type: ignore[return-value]
 
 

@@ -1,0 +1,59 @@
+# Real-time telemetry and decisioning for last-mile delivery fleets.
+# `make demo` and `make test` each do all set-up on a fresh machine first (`make setup`).
+SHELL := /bin/bash
+PYTHON ?= python3.11
+VENV := .venv
+BIN := $(VENV)/bin
+DRIVERS ?= 200
+DURATION ?= 180
+SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
+
+.DEFAULT_GOAL := help
+.PHONY: help setup demo test lint typecheck unit integration bench infra-up infra-down infra-status clean
+
+help: ## Show this help
+	@grep -hE '^[a-zA-Z_-]+:.*?## ' $(MAKEFILE_LIST) | awk -F':.*?## ' '{printf "  \033[36m%-14s\033[0m %s\n", $$1, $$2}'
+
+$(BIN)/python:
+	$(PYTHON) -m venv $(VENV)
+
+$(VENV)/.installed: pyproject.toml | $(BIN)/python
+	$(BIN)/pip install -q --upgrade pip
+	$(BIN)/pip install -q -e '.[dev]'
+	touch $@
+
+setup: $(VENV)/.installed ## All set-up: venv, packages, redis-server/prometheus, Kafka jars
+	@command -v java >/dev/null || { echo "JDK 17 is required (apt-get install openjdk-17-jre-headless)"; exit 1; }
+	@command -v redis-server >/dev/null && command -v prometheus >/dev/null || { \
+	  $(SUDO) apt-get update -qq && DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -qq redis-server prometheus >/dev/null; }
+	@command -v mvn >/dev/null || ls var/kafka-libs/kafka_2.13-*.jar >/dev/null 2>&1 || { \
+	  DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -qq maven >/dev/null; }
+	$(BIN)/fleet infra fetch
+
+demo: setup ## Run the pipeline on a simulated fleet (DRIVERS=200 DURATION=180) with a live summary
+	$(BIN)/python -m load_tests.demo --drivers $(DRIVERS) --duration $(DURATION)
+
+test: setup ## ruff, mypy, then pytest (unit + integration on the real services it starts)
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+	$(BIN)/mypy
+	$(BIN)/pytest -q -p no:cacheprovider
+
+lint: ## ruff only
+	$(BIN)/ruff check . && $(BIN)/ruff format --check .
+
+unit: ## Unit tests only (no services)
+	$(BIN)/pytest -q tests/unit
+
+bench: setup ## Benchmarks (figures go to docs/benchmarks.md)
+	$(BIN)/python -m load_tests.bench_ingest
+
+infra-up: ## Start Kafka, Redis, Prometheus natively
+	$(BIN)/fleet infra up
+infra-down: ## Stop what infra-up started
+	$(BIN)/fleet infra down
+infra-status: ## Show what runs
+	$(BIN)/fleet infra status
+
+clean: infra-down ## Stop services and remove var/ (data, logs, jar cache)
+	rm -rf var
