@@ -216,7 +216,7 @@ def simulate(sc: DriverScenario, threshold_m: float = 150.0) -> SimulatedDriver:
         if sc.outlier_rate and rng.random() < sc.outlier_rate:
             angle = rng.uniform(0, 2 * math.pi)
             noise = rng.uniform(200, 600) * np.array([math.cos(angle), math.sin(angle)])
-        x, y = true_xy + noise
+        x, y = (float(v) for v in true_xy + noise)
         seq += 1
         pings.append(
             Ping(
