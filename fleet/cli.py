@@ -121,6 +121,17 @@ def _cmd_schema(args: argparse.Namespace, settings: Settings) -> int:
     return 0
 
 
+def _cmd_config(args: argparse.Namespace, settings: Settings) -> int:
+    from fleet.settings import settings_table
+
+    if args.markdown:
+        print(settings_table())
+    else:
+        for name, value in settings.model_dump().items():
+            print(f"FLEET_{name.upper()}={'***' if 'url' in name and value else value}")
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="fleet", description=__doc__)
     sub = parser.add_subparsers(dest="command", required=True)
@@ -167,6 +178,10 @@ def build_parser() -> argparse.ArgumentParser:
     export = ssub.add_parser("export", help="write one schema file per message into DIR")
     export.add_argument("dir")
     schema.set_defaults(handler=_cmd_schema)
+
+    config = sub.add_parser("config", help="show the effective settings")
+    config.add_argument("--markdown", action="store_true", help="the README table of settings")
+    config.set_defaults(handler=_cmd_config)
 
     # --- commands registered by feature packages (one line each) ---------------------------
     __import__("fleet.history.cli").history.cli.register(sub)

@@ -17,7 +17,7 @@ from typing import TypeVar
 import msgspec
 
 from fleet.errors import InvalidMessage, InvalidPing
-from fleet.records import DeadLetter, Ping
+from fleet.records import IDENTIFIER_PATTERN, DeadLetter, Ping
 
 REASONS = (
     "empty",  # no bytes at all (a tombstone)
@@ -35,6 +35,8 @@ REASONS = (
     "ts_in_future",  # ts_ms more than the allowed skew ahead of the pipeline's clock
 )
 
+_IDENTIFIER = re.compile(IDENTIFIER_PATTERN)
+_known_ids: set[str] = set()  # identifiers already seen valid (bounded, see _valid_id)
 _MISSING = re.compile(r"Object missing required field `([^`]+)`")
 _AT = re.compile(r" - at `\$\.?([^`]*)`")
 _PING_DECODER = msgspec.json.Decoder(Ping)
@@ -89,8 +91,25 @@ def decode_struct(raw: bytes | None, decoder: msgspec.json.Decoder[T], max_bytes
         raise InvalidMessage("invalid_json", f"{type(exc).__name__}: {exc}") from None
 
 
+def _valid_id(value: str) -> bool:
+    if value in _known_ids:
+        return True
+    if _IDENTIFIER.match(value) is None:
+        return False
+    if len(_known_ids) > 200_000:
+        _known_ids.clear()
+    _known_ids.add(value)
+    return True
+
+
 def validate_ping(ping: Ping, now_ms: int, max_future_ms: int) -> Ping:
-    """Range and clock checks the type system cannot express."""
+    """Identifier, range and clock checks the type system does not express."""
+    for name in ("driver_id", "route_id"):
+        value = getattr(ping, name)
+        if value is not None and not _valid_id(value):
+            raise InvalidPing(
+                "invalid_identifier", f"{name}={value!r} breaks [A-Za-z0-9._:-]{{1,64}}"
+            )
     lat, lon = ping.lat, ping.lon
     if not (math.isfinite(lat) and math.isfinite(lon)):
         raise InvalidPing("not_finite", f"lat={lat} lon={lon} must be finite")
@@ -170,6 +189,8 @@ def decode_ping_batch(
                 p = None
             if (
                 p is not None
+                and (p.driver_id in _known_ids)
+                and (p.route_id is None or p.route_id in _known_ids)
                 and -90.0 <= p.lat <= 90.0
                 and -180.0 <= p.lon <= 180.0
                 and p.ts_ms <= limit

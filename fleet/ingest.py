@@ -10,6 +10,8 @@ Pure logic over plain state objects, shared by the Faust agent and ``fleet repla
 
 from __future__ import annotations
 
+import math
+from collections import deque
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 
@@ -18,18 +20,18 @@ import msgspec
 from fleet.geo import haversine_m, position_cell, zone_cell
 from fleet.records import Ping
 
-RECENT_IDENTITIES = 512  # per driver; older duplicates are caught by history de-duplication
+RECENT_IDENTITIES = 256  # per driver, in memory; older duplicates are caught by history
 JUMP_SLACK_M = 100.0  # GPS noise allowed on top of max speed x elapsed time
+M_PER_DEG = 111_195.0  # metres per degree of latitude (and of longitude at the equator)
 
 
 class DriverState(msgspec.Struct):
-    """What the pipeline remembers of one driver between batches (a Faust table value)."""
+    """What must survive a restart for one driver (a Faust table value, kept small)."""
 
     ts_ms: int = -1
     lat: float = 0.0
     lon: float = 0.0
     seq: int = -1
-    recent: list[int] = msgspec.field(default_factory=list)
     pending: list[tuple[int, float, float]] = msgspec.field(default_factory=list)
 
 
@@ -43,11 +45,6 @@ def encode_state(state: DriverState) -> bytes:
 
 def decode_state(data: bytes | None) -> DriverState:
     return DriverState() if not data else _state_decoder.decode(data)
-
-
-def identity_key(ts_ms: int, seq: int | None) -> int:
-    """A compact identity of a ping within its driver: (ts_ms, seq or -1)."""
-    return hash((ts_ms, -1 if seq is None else seq))
 
 
 @dataclass(frozen=True, slots=True)
@@ -75,64 +72,107 @@ class IngestResult:
     accepted: list[Ping] = field(default_factory=list)  # valid, first seen: for history
     moved: list[Ping] = field(default_factory=list)  # moved a live position, in order
     live: dict[str, LivePosition] = field(default_factory=dict)
-    changed: set[str] = field(default_factory=set)  # drivers whose state changed
+    changed: set[str] = field(default_factory=set)  # drivers whose DriverState changed
     duplicates: int = 0
     late: int = 0
     jumps: int = 0  # fixes flagged as implausible jumps
     jumps_confirmed: int = 0
 
 
-def ingest_batch(
-    pings: Iterable[Ping], states: dict[str, DriverState], config: IngestConfig
-) -> IngestResult:
-    """Apply a batch of valid pings (in arrival order) to the driver states, in place."""
-    result = IngestResult()
-    seen: dict[str, set[int]] = {}
-    last_moved: dict[str, Ping] = {}
-    max_speed = config.max_speed_mps
-    confirm = config.confirm_fixes
-    for p in pings:
-        driver = p.driver_id
-        state = states.get(driver)
-        if state is None:
-            state = states[driver] = DriverState()
-        ids = seen.get(driver)
-        if ids is None:
-            ids = seen[driver] = set(state.recent)
-        ident = identity_key(p.ts_ms, p.seq)
-        if ident in ids:
-            result.duplicates += 1
-            continue
-        ids.add(ident)
-        state.recent.append(ident)
-        result.accepted.append(p)
-        result.changed.add(driver)
-        if p.ts_ms < state.ts_ms:
-            result.late += 1
-            continue
-        if state.ts_ms >= 0 and not _plausible(state.ts_ms, state.lat, state.lon, p, max_speed):
-            pending = state.pending
-            if pending and _plausible(pending[-1][0], pending[-1][1], pending[-1][2], p, max_speed):
-                pending.append((p.ts_ms, p.lat, p.lon))
-            else:
-                state.pending = [(p.ts_ms, p.lat, p.lon)]
-                result.jumps += 1
-            if len(state.pending) < confirm:
+class Ingestor:
+    """Driver states plus the recent ping identities of each driver, across batches.
+
+    De-duplication has two layers. The live position's own identity is part of the durable
+    state, so a redelivered newest fix never moves anything, even after a restart. Older
+    identities are remembered in memory only (the last RECENT_IDENTITIES per driver): a
+    duplicate of an old ping that is no longer remembered is classed as late, which moves
+    nothing live either; the history store de-duplicates it by identity.
+    """
+
+    def __init__(self, config: IngestConfig) -> None:
+        self.config = config
+        self.states: dict[str, DriverState] = {}
+        self._recent: dict[str, tuple[set[int], deque[int]]] = {}
+
+    def forget(self) -> None:
+        """Drop every cached state (after a rebalance the durable copy is the truth)."""
+        self.states.clear()
+        self._recent.clear()
+
+    def ingest(self, pings: Iterable[Ping]) -> IngestResult:
+        """Apply a batch of valid pings (in arrival order); states change in place."""
+        # The hot path: per-ping work is inlined and distances are compared squared in a local
+        # equirectangular frame, which is exact enough at jump scales.
+        result = IngestResult()
+        last_moved: dict[str, Ping] = {}
+        accepted = result.accepted
+        moved = result.moved
+        changed = result.changed
+        states = self.states
+        recent = self._recent
+        max_speed = self.config.max_speed_mps
+        confirm = self.config.confirm_fixes
+        cos = math.cos
+        rad = math.radians
+        for p in pings:
+            driver = p.driver_id
+            state = states.get(driver)
+            if state is None:
+                state = states[driver] = DriverState()
+            memory = recent.get(driver)
+            if memory is None:
+                memory = recent[driver] = (set(), deque())
+            ids, order = memory
+            seq = -1 if p.seq is None else p.seq
+            ts = p.ts_ms
+            ident = hash((ts, seq))  # hash of an int tuple: the same in every process
+            if ident in ids or (ts == state.ts_ms and seq == state.seq):
+                result.duplicates += 1
                 continue
-            result.jumps_confirmed += 1
-        state.pending = []
-        state.ts_ms, state.lat, state.lon = p.ts_ms, p.lat, p.lon
-        state.seq = -1 if p.seq is None else p.seq
-        result.moved.append(p)
-        last_moved[driver] = p
-    for driver in result.changed:
-        recent = states[driver].recent
-        if len(recent) > RECENT_IDENTITIES:
-            del recent[: len(recent) - RECENT_IDENTITIES]
-    for driver, p in last_moved.items():
-        cell = position_cell(p.lat, p.lon)
-        result.live[driver] = LivePosition(p, cell, zone_cell(cell, config.zone_resolution))
-    return result
+            ids.add(ident)
+            order.append(ident)
+            if len(order) > RECENT_IDENTITIES:
+                ids.discard(order.popleft())
+            accepted.append(p)
+            if ts < state.ts_ms:
+                result.late += 1
+                continue
+            changed.add(driver)
+            if state.ts_ms >= 0:
+                reach = max_speed * (ts - state.ts_ms) / 1000.0 + JUMP_SLACK_M
+                dy = (p.lat - state.lat) * M_PER_DEG
+                dx = (p.lon - state.lon) * M_PER_DEG * cos(rad(p.lat))
+                if dx * dx + dy * dy > reach * reach:
+                    if not _extends_pending(state, p, max_speed):
+                        state.pending = [(ts, p.lat, p.lon)]
+                        result.jumps += 1
+                    if len(state.pending) < confirm:
+                        continue
+                    result.jumps_confirmed += 1
+                if state.pending:
+                    state.pending = []
+            state.ts_ms = ts
+            state.lat = p.lat
+            state.lon = p.lon
+            state.seq = seq
+            moved.append(p)
+            last_moved[driver] = p
+        zone_res = self.config.zone_resolution
+        for driver, p in last_moved.items():
+            cell = position_cell(p.lat, p.lon)
+            result.live[driver] = LivePosition(p, cell, zone_cell(cell, zone_res))
+        return result
+
+
+def _extends_pending(state: DriverState, p: Ping, max_speed: float) -> bool:
+    """Append p to the jump candidate chain when it is consistent with the chain's last fix."""
+    if not state.pending:
+        return False
+    ts, lat, lon = state.pending[-1]
+    if not _plausible(ts, lat, lon, p, max_speed):
+        return False
+    state.pending.append((p.ts_ms, p.lat, p.lon))
+    return True
 
 
 def _plausible(ts_ms: int, lat: float, lon: float, p: Ping, max_speed: float) -> bool:

@@ -12,6 +12,12 @@ import msgspec
 
 IDENTIFIER_PATTERN = r"^[A-Za-z0-9._:-]{1,64}$"
 Identifier = Annotated[str, msgspec.Meta(pattern=IDENTIFIER_PATTERN, min_length=1, max_length=64)]
+# The hot path checks the character set itself (with a cache of known-good ids): msgspec's
+# regex check would cost more than the whole rest of decoding. The schema still says it.
+PingIdentifier = Annotated[
+    str,
+    msgspec.Meta(min_length=1, max_length=64, extra_json_schema={"pattern": IDENTIFIER_PATTERN}),
+]
 
 EVENT_TYPES = ("shift_start", "arrived", "delivered", "failed", "shift_end")
 FAILURE_REASONS = ("not_home", "access_denied", "wrong_address", "damaged", "refused", "other")
@@ -26,10 +32,13 @@ AlertState = Literal["open", "resolved"]
 CommandType = Literal["add_stop", "remove_stop", "resequence", "reassign", "cancel_route"]
 
 
-class Ping(msgspec.Struct, frozen=True, omit_defaults=True):
-    """One GPS fix from a driver app. Identity: (driver_id, ts_ms, seq or -1)."""
+class Ping(msgspec.Struct, frozen=True, omit_defaults=True, gc=False):
+    """One GPS fix from a driver app. Identity: (driver_id, ts_ms, seq or -1).
 
-    driver_id: Identifier
+    Decode through ``fleet.decode``, which also enforces the identifier character set.
+    """
+
+    driver_id: PingIdentifier
     ts_ms: int
     lat: float
     lon: float
@@ -37,7 +46,7 @@ class Ping(msgspec.Struct, frozen=True, omit_defaults=True):
     accuracy_m: float | None = None
     speed_mps: float | None = None
     heading_deg: float | None = None
-    route_id: Identifier | None = None
+    route_id: PingIdentifier | None = None
 
 
 class LatLon(msgspec.Struct, frozen=True):

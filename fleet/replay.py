@@ -11,7 +11,7 @@ from typing import Any
 import msgspec
 
 from fleet.decode import decode_ping_batch
-from fleet.ingest import DriverState, IngestConfig, LivePosition, ingest_batch
+from fleet.ingest import IngestConfig, Ingestor, LivePosition
 from fleet.records import DeadLetter
 from fleet.topics import PINGS
 
@@ -90,7 +90,7 @@ def replay(
 ) -> ReplayOutcome:
     """Feed messages through decode + ingest exactly as the worker does, batch by batch."""
     outcome = ReplayOutcome()
-    states: dict[str, DriverState] = {}
+    ingestor = Ingestor(config)
     batch: list[tuple[bytes | None, bytes | None]] = []
 
     def flush() -> None:
@@ -101,7 +101,7 @@ def replay(
             max_future_ms=max_future_ms,
             max_bytes=max_bytes,
         )
-        result = ingest_batch(decoded.pings, states, config)
+        result = ingestor.ingest(decoded.pings)
         outcome.messages += len(batch)
         outcome.accepted += len(result.accepted)
         outcome.duplicates += result.duplicates

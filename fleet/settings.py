@@ -84,3 +84,15 @@ class Settings(BaseSettings):
 def get_settings() -> Settings:
     """The process-wide settings, read once."""
     return Settings()
+
+
+def settings_table() -> str:
+    """The README's configuration table, generated from the Settings fields."""
+    lines = ["| variable | default | meaning |", "|---|---|---|"]
+    for name, info in Settings.model_fields.items():
+        default = info.default
+        if isinstance(default, Path):
+            default = "<checkout>/var" if default == PROJECT_ROOT / "var" else str(default)
+        shown = "(unset)" if default is None else f"`{default}`" if default != "" else "(empty)"
+        lines.append(f"| `FLEET_{name.upper()}` | {shown} | {info.description or ''} |")
+    return "\n".join(lines)

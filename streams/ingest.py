@@ -12,14 +12,7 @@ from faust.types import TP, EventT, StreamT
 from fleet.clock import now_ms
 from fleet.decode import dead_letter, decode_ping_batch
 from fleet.errors import InvalidMessage
-from fleet.ingest import (
-    DriverState,
-    IngestConfig,
-    LivePosition,
-    decode_state,
-    encode_state,
-    ingest_batch,
-)
+from fleet.ingest import IngestConfig, Ingestor, LivePosition, decode_state, encode_state
 from fleet.live import SWEEP_LUA, WRITE_POSITIONS_LUA, position_args
 from fleet.records import encode
 from fleet.topics import PINGS, topic_name
@@ -37,6 +30,7 @@ CONFIG = IngestConfig(
     zone_resolution=settings.zone_resolution,
 )
 SOURCE = topic_name(settings, PINGS)
+INGESTOR = Ingestor(CONFIG)  # cache over the table: states of the drivers this worker owns
 
 _redis = aioredis.Redis.from_url(settings.redis_url)
 _write_positions = _redis.register_script(WRITE_POSITIONS_LUA)
@@ -57,9 +51,17 @@ async def ingest(stream: StreamT[bytes]) -> None:
         try:
             await ingest_events(events)
         except Exception:
-            # A bug must not stop the pipeline or lose the batch: isolate the culprit(s).
+            # A bug must not stop the pipeline or lose the batch: isolate the culprit(s),
+            # starting again from the durable states.
             log.exception("ingest batch of %d failed; retrying message by message", len(events))
+            INGESTOR.forget()
             await ingest_one_by_one(events)
+
+
+@app.on_partitions_revoked.connect  # type: ignore[arg-type]
+async def forget_states(app: object, *args: object, **kwargs: object) -> None:
+    """Partitions may move to another worker: reload states from the table from now on."""
+    INGESTOR.forget()
 
 
 async def ingest_one_by_one(events: Sequence[EventT]) -> None:
@@ -89,11 +91,11 @@ async def ingest_events(events: Sequence[EventT]) -> None:
     partition_of: dict[str, int] = {}
     for ping, i in zip(decoded.pings, decoded.positions, strict=True):
         partition_of[ping.driver_id] = events[i].message.partition
-    states: dict[str, DriverState] = {
-        d: decode_state(driver_states.get(d.encode()))
-        for d in partition_of  # type: ignore[arg-type]
-    }
-    result = ingest_batch(decoded.pings, states, CONFIG)
+    states = INGESTOR.states
+    for d in partition_of:
+        if d not in states:
+            states[d] = decode_state(driver_states.get(d.encode()))  # type: ignore[arg-type]
+    result = INGESTOR.ingest(decoded.pings)
     # Effects in an order that keeps a retried batch correct: the read model first (idempotent,
     # last-writer-wins), then the state that marks these pings as seen.
     if result.live:

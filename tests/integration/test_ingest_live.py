@@ -60,7 +60,7 @@ BROKEN = {
     "missing_field": b'{"driver_id":"bad-3","ts_ms":1763720103250,"lat":52.4}',
     "wrong_type": b'{"driver_id":"bad-4","ts_ms":1763720103250,"lat":true,"lon":13.4}',
     "invalid_json": b'{"driver_id":"bad-5",',
-    "not_an_object": b'[52.4, 13.4]',
+    "not_an_object": b"[52.4, 13.4]",
     "invalid_utf8": b'\xff\xfe{"driver_id": 1}',
     "invalid_identifier": b'{"driver_id":"bad driver","ts_ms":1763720103250,"lat":1,"lon":1}',
     "too_large": b'{"driver_id":"bad-9","pad":"' + b"x" * 70_000 + b'","ts_ms":1,"lat":1,"lon":1}',
