@@ -46,6 +46,8 @@ class OwnerLock:
             raise StoreBusy(
                 f"the history store in {directory} is owned by another process"
             ) from None
+        # A killed owner leaves its owner.json behind; it must not send readers to a dead port.
+        (directory / "owner.json").unlink(missing_ok=True)
 
     def publish(self, port: int) -> None:
         """Tell readers where the owner answers queries."""
@@ -123,7 +125,8 @@ class WorkerReader:
         except urllib.error.HTTPError as exc:
             raise HistoryError(exc.read().decode("utf-8", "replace")) from None
         except OSError as exc:
-            raise HistoryError(f"the worker's history endpoint {self.url}: {exc}") from exc
+            # The owner died or is between lock and endpoint: the store may be free soon.
+            raise StoreBusy(f"the worker's history endpoint {self.url}: {exc}") from exc
 
     def close(self) -> None:
         pass

@@ -15,7 +15,9 @@ from fleet.settings import Settings
 TOKEN_PATTERN = re.compile(r"^[0-9a-f]{1,64}$")
 # Reads see each identity once (FINAL on every ReplacingMergeTree) whatever merges have
 # run, and cannot write, change settings or reach files through table functions.
-READ_SETTINGS = {"final": 1, "readonly": 1}
+READ_SETTINGS = {"final": 1, "output_format_json_quote_64bit_integers": 0, "readonly": 1}
+
+SERVER_READ_SETTINGS = {k: v for k, v in READ_SETTINGS.items() if k != "readonly"}
 
 Params = dict[str, Any]
 
@@ -126,7 +128,7 @@ class ServerStore:
         # readonly is left to the server account's grants: over HTTP it would forbid `final`.
         try:
             data: bytes = self._client.raw_query(
-                _strip_statement(sql), parameters=params, settings={"final": 1}, fmt=fmt
+                _strip_statement(sql), parameters=params, settings=SERVER_READ_SETTINGS, fmt=fmt
             )
         except Exception as exc:
             raise HistoryError(str(exc).strip()) from exc
