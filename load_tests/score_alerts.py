@@ -39,6 +39,7 @@ from load_tests.scenarios import (
     simulate,
 )
 
+KINDS = ("clean", "clean", "detour", "detour", "silent", "slow")
 PING_BATCH = 1  # a 50 ms ingest batch holds one ping of a driver pinging every 5 s
 
 
@@ -63,16 +64,17 @@ class Score:
     alerts: int = 0
 
 
-def make_scenarios(hours: float, seed: int) -> Iterator[tuple[str, DriverScenario]]:
+def make_scenarios(
+    hours: float, seed: int, kinds: tuple[str, ...] = KINDS, tag: str = ""
+) -> Iterator[tuple[str, DriverScenario]]:
     """A seeded mix: clean, detouring, silent and slow drivers, about an hour each."""
     rng = np.random.default_rng(seed)
     made, i = 0.0, 0
-    kinds = ["clean", "clean", "detour", "detour", "silent", "slow"]
     while made < hours:
         kind = kinds[i % len(kinds)]
-        driver = f"drv-{i:05d}"
+        driver = f"drv-{tag}{i:05d}"
         plan = build_plan(
-            f"rt-{i:05d}",
+            f"rt-{tag}{i:05d}",
             driver,
             origin=(52.4 + rng.uniform(0, 0.2), 13.3 + rng.uniform(0, 0.2)),
             n_stops=12,
@@ -231,17 +233,38 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--hours", type=float, default=520.0, help="simulated driver-hours")
     parser.add_argument("--seed", type=int, default=1)
+    parser.add_argument(
+        "--pipeline",
+        action="store_true",
+        help="through Kafka, a real `fleet worker` and Redis (off-route drivers only)",
+    )
     args = parser.parse_args(argv)
     settings = get_settings()
     cfg = TrackingConfig.from_settings(settings)
-    tick_ms = int(settings.stale_check_interval_s * 1000)
     score = Score()
     started = time.perf_counter()
-    for kind, sc in make_scenarios(args.hours, args.seed):
-        sim = simulate(sc, threshold_m=cfg.off_route_m)
-        score_driver(score, kind, sim, run_driver(sim, cfg, tick_ms))
+    if args.pipeline:
+        score_pipeline(score, args.hours, args.seed, cfg)
+    else:
+        tick_ms = int(settings.stale_check_interval_s * 1000)
+        for kind, sc in make_scenarios(args.hours, args.seed):
+            sim = simulate(sc, threshold_m=cfg.off_route_m)
+            score_driver(score, kind, sim, run_driver(sim, cfg, tick_ms))
     print(report(score, cfg, time.perf_counter() - started))
     return 0
+
+
+def score_pipeline(score: Score, hours: float, seed: int, cfg: TrackingConfig) -> None:
+    """Clean and detouring drivers through the real pipeline (stale needs real time)."""
+    from load_tests.tracking_pipeline import run_through_pipeline
+
+    tag = f"{int(time.time()) % 100_000}-"
+    made = list(make_scenarios(hours, seed, kinds=("clean", "detour"), tag=tag))
+    sims = [(kind, simulate(sc, threshold_m=cfg.off_route_m)) for kind, sc in made]
+    alerts = run_through_pipeline([sim for _, sim in sims], get_settings())
+    for kind, sim in sims:
+        off_route = [a for a in alerts[sim.scenario.driver_id] if a.kind == "off_route"]
+        score_driver(score, kind, sim, off_route)
 
 
 if __name__ == "__main__":

@@ -66,10 +66,20 @@ _BYTES: faust.Schema = faust.Schema(
 # the driver -> route index are global. Their changelog partition comes from the key, so
 # writes from any agent (routes, commands) land in one place per key.
 plans_table = app.GlobalTable(
-    "tracking-plans", schema=_BYTES, partitions=settings.partitions, use_partitioner=True
+    "tracking-plans",
+    schema=_BYTES,
+    key_type=bytes,
+    value_type=bytes,
+    partitions=settings.partitions,
+    use_partitioner=True,
 )
 driver_routes = app.GlobalTable(
-    "tracking-driver-routes", schema=_BYTES, partitions=settings.partitions, use_partitioner=True
+    "tracking-driver-routes",
+    schema=_BYTES,
+    key_type=bytes,
+    value_type=bytes,
+    partitions=settings.partitions,
+    use_partitioner=True,
 )
 # Driver state lives with the owner of the driver's pings and events (co-partitioned).
 tracks = source_partitioned_table("tracking-drivers")

@@ -185,3 +185,25 @@ def test_failed_delivery_resolved_by_reassign_and_bad_commands_dead_lettered(fle
         ("failed_delivery", "resolved"),
     ]
     assert alerts[1].details["resolution"] == "reassigned"
+
+
+def test_tracking_state_survives_a_worker_restart(fleet_env, worker):
+    """A stale alert opened before a restart is resolved (not reopened) after it."""
+    handle = worker(fleet_env, FLEET_STALE_AFTER_S=3, FLEET_STALE_CHECK_INTERVAL_S=0.5)
+    run = uuid.uuid4().hex[:8]
+    driver = f"drv-{run}-restart"
+    t0 = now_ms()
+    _send(fleet_env, EVENTS, [(driver, DeliveryEvent(f"ev-{run}", driver, "shift_start", t0))])
+    _send(fleet_env, PINGS, [(driver, Ping(driver, t0, 52.5, 13.4, seq=1))])
+    r = _redis(fleet_env)
+    assert wait_until(lambda: _open_alerts(r, driver), 60)
+    handle.restart()
+    # After the restart the alert is still open in the restored state: the timer does not
+    # open it again, and the next ping resolves that very alert.
+    _send(fleet_env, PINGS, [(driver, Ping(driver, now_ms(), 52.5, 13.4, seq=2))])
+    assert wait_until(lambda: not _open_alerts(r, driver), 60)
+    alerts = [a for a in _alerts(fleet_env) if a.driver_id == driver]
+    first = [a.state for a in alerts if a.alert_id == alerts[0].alert_id]
+    assert first == ["open", "resolved"]
+    # The driver stays silent on shift after that ping, so a new stale alert may follow.
+    assert all(a.details["last_seen_ms"] > t0 for a in alerts if a.alert_id != alerts[0].alert_id)
