@@ -57,7 +57,9 @@ def _classify(exc: Exception) -> tuple[str, str]:
         if "matching regex" in text or "length" in text:
             return "invalid_identifier", f"{field}: {text.split(' - at')[0]}"
         if "Number out of range" in text:
-            return "not_finite", f"{field} overflows a float"
+            if field in ("lat", "lon", "accuracy_m", "speed_mps", "heading_deg"):
+                return "not_finite", f"{field} overflows a float"
+            return "invalid_value", f"{field} is out of the 64-bit integer range"
         if "Invalid enum value" in text:
             return "invalid_value", f"{field}: {text.split(' - at')[0]}"
         return "wrong_type", f"{field}: {text.split(' - at')[0]}" if field else text

@@ -28,6 +28,9 @@ app = faust.App(
     stream_wait_empty=False,
     producer_linger_ms=5,
     broker_commit_interval=1.0,
+    # A crashed worker's partitions move on after 10 s, not the default 60 s.
+    broker_session_timeout=10.0,
+    broker_heartbeat_interval=2.0,
     table_cleanup_interval=60.0,
 )
 
@@ -78,4 +81,6 @@ def main() -> None:
 
 
 # Agents register themselves on import (kept last: they import `app` from here).
-import streams.ingest  # noqa: E402, F401
+import streams.history  # noqa: E402
+import streams.ingest  # noqa: E402
+import streams.tracking  # noqa: E402

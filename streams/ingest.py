@@ -137,7 +137,7 @@ def _observe(events: Sequence[EventT], live: Iterable[LivePosition], written_ms:
             metrics.CONSUMER_LAG.labels(str(tp.partition)).set(max(0, high - 1 - offset))
 
 
-@app.timer(interval=30.0)
+@app.timer(interval=settings.sweep_interval_s)
 async def sweep_expired() -> None:
     """Drop expired markers from fleet:pos and drivers gone quiet from zone counts."""
     now = now_ms()
