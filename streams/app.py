@@ -81,6 +81,4 @@ def main() -> None:
 
 
 # Agents register themselves on import (kept last: they import `app` from here).
-import streams.history  # noqa: E402
-import streams.ingest  # noqa: E402
-import streams.tracking  # noqa: E402
+from streams import history, ingest, tracking  # noqa: E402, F401
