@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import random
+import time
 import uuid
 
 import msgspec
@@ -37,8 +38,13 @@ def test_pings_reach_driver_hash_and_geo_set(fleet_env, worker):
     messages = []
     for i, d in enumerate(drivers):
         for k in range(4):
-            p = Ping(driver_id=d, ts_ms=t0 + k * 1000, lat=52.5 + i * 0.01 + k * 0.0001,
-                     lon=13.4 + k * 0.0001, seq=k + 1)  # fmt: skip
+            p = Ping(
+                driver_id=d,
+                ts_ms=t0 + k * 1000,
+                lat=52.5 + i * 0.01 + k * 0.0001,
+                lon=13.4 + k * 0.0001,
+                seq=k + 1,
+            )
             messages.append((d.encode(), enc.encode(p)))
     produce(fleet_env["FLEET_KAFKA_BOOTSTRAP"], fleet_env.topic(PINGS), messages)
     r = _redis(fleet_env)
@@ -49,7 +55,7 @@ def test_pings_reach_driver_hash_and_geo_set(fleet_env, worker):
         assert float(row["lon"]) == pytest.approx(13.4 + 0.0003)
         assert int(row["ts_ms"]) == t0 + 3000
         assert len(row["h3"]) == 15 and row["h3"].startswith("89")
-        (lon, lat), = r.geopos("fleet:pos", d)  # fmt: skip
+        ((lon, lat),) = r.geopos("fleet:pos", d)
         assert lat == pytest.approx(52.5 + i * 0.01 + 0.0003, abs=1e-5)
         assert lon == pytest.approx(13.4 + 0.0003, abs=1e-5)
 
@@ -71,8 +77,9 @@ BROKEN = {
 def test_invalid_pings_are_dead_lettered_with_reason(fleet_env, worker):
     """Every broken message lands on fleet.pings.dlq with its reason and original bytes."""
     worker(fleet_env)
-    future = json.dumps({"driver_id": "bad-10", "ts_ms": now_ms() + 3_600_000,
-                         "lat": 1, "lon": 1}).encode()  # fmt: skip
+    future = json.dumps(
+        {"driver_id": "bad-10", "ts_ms": now_ms() + 3_600_000, "lat": 1, "lon": 1}
+    ).encode()
     cases = {**BROKEN, "ts_in_future": future}
     messages: list[tuple[bytes | None, bytes | None]] = [
         (reason.encode(), raw) for reason, raw in cases.items()
@@ -144,3 +151,68 @@ def test_duplicates_late_and_offline_bursts_keep_latest_valid_position(fleet_env
     )
     assert len(letters) == invalid
     assert all(json.loads(v)["reason"] == "lat_out_of_range" for _, v in letters if v)
+
+
+def test_restarted_worker_resumes_driver_state_from_the_changelog(fleet_env, worker):
+    """After a SIGKILL, the new worker still knows each live fix: redelivered and late pings
+    never move the marker back, newer ones do."""
+    first = worker(fleet_env)
+    run = uuid.uuid4().hex[:6]
+    drivers = [f"rs-{run}-{i}" for i in range(6)]
+    t0 = now_ms() - 120_000
+    bootstrap, topic = fleet_env["FLEET_KAFKA_BOOTSTRAP"], fleet_env.topic(PINGS)
+
+    def pings(k: int) -> list[tuple[bytes | None, bytes | None]]:
+        return [
+            (
+                d.encode(),
+                enc.encode(
+                    Ping(driver_id=d, ts_ms=t0 + k * 1000, lat=48.1, lon=11.5 + k * 1e-4, seq=k)
+                ),
+            )
+            for d in drivers
+        ]
+
+    produce(bootstrap, topic, pings(5))
+    r = _redis(fleet_env)
+    assert wait_until(lambda: all(_live(r, d).get("seq") == "5" for d in drivers), 60)
+    time.sleep(2)  # let the worker commit offsets and flush its changelog
+    first.kill()
+    r.delete(*[f"fleet:driver:{d}" for d in drivers])  # the read model is rebuildable
+    produce(bootstrap, topic, pings(5) + pings(3))  # a redelivery and a late ping
+    worker(fleet_env)
+    produce(bootstrap, topic, pings(6))
+    assert wait_until(lambda: all(_live(r, d).get("seq") == "6" for d in drivers), 60)
+    # The redelivered fix 5 and late fix 3 did not write the (deleted) hash back first:
+    # had the state been lost, fix 3 would have been accepted as a first fix.
+    metrics = _metrics(fleet_env)
+    assert metrics.get("fleet_pings_duplicate_total", 0) + metrics.get(
+        "fleet_pings_late_total", 0
+    ) >= 2 * len(drivers)
+    assert metrics.get("fleet_pings_accepted_total", 0) == 2 * len(drivers)  # fix 3 and fix 6
+
+
+def _metrics(env: dict[str, str]) -> dict[str, float]:
+    from load_tests.demo import read_metrics
+
+    return read_metrics(int(env["FLEET_METRICS_PORT"]))
+
+
+def test_rejections_are_counted_by_reason_in_prometheus(fleet_env, worker):
+    worker(fleet_env)
+    produce(
+        fleet_env["FLEET_KAFKA_BOOTSTRAP"],
+        fleet_env.topic(PINGS),
+        [(None, BROKEN["lat_out_of_range"])] * 3 + [(None, BROKEN["invalid_json"])],
+    )
+    from urllib.request import urlopen
+
+    def counted() -> bool:
+        with urlopen(f"http://127.0.0.1:{fleet_env['FLEET_METRICS_PORT']}/metrics") as resp:
+            text = resp.read().decode()
+        return (
+            'fleet_pings_rejected_total{reason="lat_out_of_range"} 3.0' in text
+            and 'fleet_pings_rejected_total{reason="invalid_json"} 1.0' in text
+        )
+
+    assert wait_until(counted, 60)
