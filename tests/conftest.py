@@ -27,7 +27,7 @@ from fleet.settings import PROJECT_ROOT, Settings
 WORKER_READY_S = 90.0
 
 
-def _unavailable(message: str) -> None:
+def service_unavailable(message: str) -> None:
     if os.environ.get("CI"):
         pytest.fail(f"{message} (CI is set: a missing service is a failure)")
     pytest.skip(message)
@@ -43,7 +43,7 @@ def stack() -> Iterator[Settings]:
         try:
             service.up(lambda _msg: None)
         except Exception as exc:
-            _unavailable(f"{service.name} unavailable: {exc}")
+            service_unavailable(f"{service.name} unavailable: {exc}")
         if was == "stopped":
             started.append(service)
     yield settings
