@@ -122,12 +122,14 @@ def bench_e2e(seconds: float, rate: int, drivers: int, tmp: Path) -> dict[str, f
     services.ensure_topics(settings)
     log = open(tmp / "bench-worker.log", "wb")  # noqa: SIM115
     worker = subprocess.Popen(
-        [sys.executable, "-m", "fleet.cli", "worker", "-l", "warning"],
+        [sys.executable, "-m", "fleet.cli", "worker", "-l", "warn"],
         env=env, cwd=PROJECT_ROOT, stdout=log, stderr=subprocess.STDOUT,
     )  # fmt: skip
     try:
         deadline = time.monotonic() + 60
         while time.monotonic() < deadline:
+            if worker.poll() is not None:
+                raise SystemExit(f"worker exited {worker.returncode}; see {tmp}/bench-worker.log")
             try:
                 _scrape(port)
                 break
