@@ -12,6 +12,8 @@ from __future__ import annotations
 
 import argparse
 import heapq
+import signal
+import sys
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -244,6 +246,8 @@ def main(argv: list[str] | None = None) -> int:
     score = Score()
     started = time.perf_counter()
     if args.pipeline:
+        # SIGTERM unwinds like Ctrl-C, so the worker this script started is stopped too.
+        signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
         score_pipeline(score, args.hours, args.seed, cfg)
     else:
         tick_ms = int(settings.stale_check_interval_s * 1000)
@@ -255,16 +259,22 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def score_pipeline(score: Score, hours: float, seed: int, cfg: TrackingConfig) -> None:
-    """Clean and detouring drivers through the real pipeline (stale needs real time)."""
+    """Clean and detouring drivers through the real pipeline, and silent drivers in real time."""
     from load_tests.tracking_pipeline import run_through_pipeline
 
     tag = f"{int(time.time()) % 100_000}-"
     made = list(make_scenarios(hours, seed, kinds=("clean", "detour"), tag=tag))
     sims = [(kind, simulate(sc, threshold_m=cfg.off_route_m)) for kind, sc in made]
-    alerts = run_through_pipeline([sim for _, sim in sims], get_settings())
+    run = run_through_pipeline([sim for _, sim in sims], get_settings(), tag)
     for kind, sim in sims:
-        off_route = [a for a in alerts[sim.scenario.driver_id] if a.kind == "off_route"]
+        off_route = [a for a in run.alerts[sim.scenario.driver_id] if a.kind == "off_route"]
         score_driver(score, kind, sim, off_route)
+    for driver, silent_ms in run.silent_since_ms.items():
+        score.stale_silences += 1
+        opened = [a.opened_ms for a in run.alerts.get(driver, []) if a.kind == "stale"]
+        if opened:
+            score.stale_detected += 1
+            score.stale_delays_s.append((min(opened) - silent_ms) / 1000)
 
 
 if __name__ == "__main__":

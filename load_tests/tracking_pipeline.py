@@ -11,6 +11,7 @@ import time
 import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
+from dataclasses import dataclass
 from pathlib import Path
 
 import msgspec
@@ -18,9 +19,10 @@ import redis
 from confluent_kafka import Consumer, Producer
 
 from fleet import services
-from fleet.records import Alert, encode
+from fleet.clock import now_ms
+from fleet.records import Alert, DeliveryEvent, Ping, encode
 from fleet.settings import PROJECT_ROOT, Settings
-from fleet.topics import ALERTS, PINGS, ROUTES, topic_name
+from fleet.topics import ALERTS, EVENTS, PINGS, ROUTES, topic_name
 from load_tests.scenarios import SimulatedDriver
 
 READY_S = 120.0
@@ -33,8 +35,43 @@ def _free_port() -> int:
         return int(s.getsockname()[1])
 
 
+class WorkerProcess:
+    """A `fleet worker` subprocess; restarted (from its changelogs) if something stops it."""
+
+    def __init__(self, env: dict[str, str], log: Path) -> None:
+        self.env, self.log = env, log
+        self.restarts = 0
+        self.proc = self._start()
+
+    def _start(self) -> subprocess.Popen[bytes]:
+        offset = self.log.stat().st_size if self.log.exists() else 0
+        with open(self.log, "ab") as out:
+            proc = subprocess.Popen(
+                [sys.executable, "-m", "fleet.cli", "worker", "-l", "info"],
+                env=self.env, cwd=PROJECT_ROOT, stdout=out, stderr=subprocess.STDOUT,
+                start_new_session=True,
+            )  # fmt: skip
+        deadline = time.monotonic() + READY_S
+        while b"[^Worker]: Ready" not in self.log.read_bytes()[offset:]:
+            if proc.poll() is not None or time.monotonic() > deadline:
+                raise RuntimeError(f"worker not ready:\n{self.log.read_text()[-3000:]}")
+            time.sleep(0.25)
+        return proc
+
+    def ensure_alive(self) -> None:
+        if self.proc.poll() is not None:
+            self.restarts += 1
+            print(f"worker exited ({self.proc.returncode}); restarting")
+            self.proc = self._start()
+
+    def kill(self) -> None:
+        if self.proc.poll() is None:
+            os.killpg(self.proc.pid, 9)
+            self.proc.wait(10)
+
+
 @contextmanager
-def isolated_worker(base: Settings) -> Iterator[Settings]:
+def isolated_worker(base: Settings) -> Iterator[tuple[Settings, WorkerProcess]]:
     """A `fleet worker` on its own topics and consumer group; killed on exit."""
     run = uuid.uuid4().hex[:8]
     var = Path(tempfile.mkdtemp(prefix="score-"))
@@ -50,23 +87,11 @@ def isolated_worker(base: Settings) -> Iterator[Settings]:
         update={"topic_prefix": env["FLEET_TOPIC_PREFIX"], "app_id": env["FLEET_APP_ID"]}
     )
     services.ensure_topics(settings)
-    log = var / "worker.log"
-    with open(log, "wb") as out:
-        proc = subprocess.Popen(
-            [sys.executable, "-m", "fleet.cli", "worker", "-l", "info"],
-            env=env, cwd=PROJECT_ROOT, stdout=out, stderr=subprocess.STDOUT,
-            start_new_session=True,
-        )  # fmt: skip
+    worker = WorkerProcess(env, var / "worker.log")
     try:
-        deadline = time.monotonic() + READY_S
-        while b"[^Worker]: Ready" not in log.read_bytes():
-            if proc.poll() is not None or time.monotonic() > deadline:
-                raise RuntimeError(f"worker not ready:\n{log.read_text()[-3000:]}")
-            time.sleep(0.25)
-        yield settings
+        yield settings, worker
     finally:
-        os.killpg(proc.pid, 9)
-        proc.wait(10)
+        worker.kill()
 
 
 def _produce(settings: Settings, topic: str, messages: list[tuple[str, bytes]]) -> None:
@@ -85,7 +110,14 @@ def _produce(settings: Settings, topic: str, messages: list[tuple[str, bytes]]) 
     producer.flush(60)
 
 
-def _wait_for(r: redis.Redis, field: str, expected: dict[str, str], timeout_s: float) -> None:
+def _wait_for(
+    r: redis.Redis,
+    field: str,
+    expected: dict[str, str],
+    timeout_s: float,
+    worker: WorkerProcess,
+    required: bool = True,
+) -> None:
     """Until every fleet:driver:{id} hash has ``field`` at the expected value.
 
     For ``ts_ms`` a value within a minute is enough: the ingest may hold back a last fix
@@ -94,6 +126,7 @@ def _wait_for(r: redis.Redis, field: str, expected: dict[str, str], timeout_s: f
     deadline = time.monotonic() + timeout_s
     pending = dict(expected)
     while pending and time.monotonic() < deadline:
+        worker.ensure_alive()
         pipe = r.pipeline(transaction=False)
         ids = list(pending)
         for d in ids:
@@ -102,7 +135,7 @@ def _wait_for(r: redis.Redis, field: str, expected: dict[str, str], timeout_s: f
             if value is not None and _reached(field, value.decode(), pending[d]):
                 del pending[d]
         time.sleep(0.5)
-    if pending:
+    if pending and required:
         raise RuntimeError(f"{len(pending)} drivers never reached {field}")
 
 
@@ -132,26 +165,58 @@ def _read_alerts(settings: Settings) -> list[Alert]:
     return alerts
 
 
-def run_through_pipeline(sims: list[SimulatedDriver], base: Settings) -> dict[str, list[Alert]]:
+@dataclass(slots=True)
+class PipelineRun:
+    """Alerts per driver, and when each silent driver's last ping was sent (wall clock)."""
+
+    alerts: dict[str, list[Alert]]
+    silent_since_ms: dict[str, int]
+
+
+def _go_silent(settings: Settings, tag: str, n: int) -> dict[str, int]:
+    """``n`` drivers start a shift, send one ping now, then nothing: they must go stale.
+
+    The silence is counted from before the ping was sent, so the delay is not flattered.
+    """
+    t = now_ms()
+    drivers = [f"drv-{tag}silent-{i}" for i in range(n)]
+    starts = [(d, encode(DeliveryEvent(f"ev-{d}", d, "shift_start", t))) for d in drivers]
+    _produce(settings, topic_name(settings, EVENTS), starts)
+    t = now_ms()
+    _produce(
+        settings,
+        topic_name(settings, PINGS),
+        [(d, encode(Ping(d, t, 52.5, 13.4))) for d in drivers],
+    )
+    return dict.fromkeys(drivers, t)
+
+
+def run_through_pipeline(
+    sims: list[SimulatedDriver], base: Settings, tag: str, silent: int = 50
+) -> PipelineRun:
     """Plans, then every ping in time order, through Kafka and a worker; alerts per driver.
 
     Delivery events are not sent: at replay speed they would overtake the pings on their
-    own topic and end routes early. Alerts are therefore scored for off_route only.
+    own topic and end routes early, so routes are scored for off_route only. Then
+    ``silent`` drivers go quiet in real time for the stale timer of the worker.
     """
     r = redis.Redis.from_url(base.redis_url)
-    with isolated_worker(base) as settings:
+    with isolated_worker(base) as (settings, worker):
         plans = [(s.scenario.plan.route_id, encode(s.scenario.plan)) for s in sims]
         _produce(settings, topic_name(settings, ROUTES), plans)
         routes = {s.scenario.driver_id: s.scenario.plan.route_id for s in sims}
-        _wait_for(r, "route_id", routes, 120)
+        _wait_for(r, "route_id", routes, 120, worker)
         pings = sorted((p for s in sims for p in s.pings), key=lambda p: p.ts_ms)
         started = time.monotonic()
         _produce(settings, topic_name(settings, PINGS), [(p.driver_id, encode(p)) for p in pings])
         last = {s.scenario.driver_id: str(s.pings[-1].ts_ms) for s in sims if s.pings}
-        _wait_for(r, "ts_ms", last, 1800)
+        _wait_for(r, "ts_ms", last, 1800, worker)
         print(f"pipeline: {len(pings)} pings in {time.monotonic() - started:.1f} s")
+        silent_since = _go_silent(settings, tag, silent)
+        _wait_for(r, "status", dict.fromkeys(silent_since, "stale"), 600, worker, required=False)
+        print(f"worker restarts: {worker.restarts}")
         alerts = _read_alerts(settings)
     by_driver: dict[str, list[Alert]] = {s.scenario.driver_id: [] for s in sims}
     for alert in alerts:
         by_driver.setdefault(alert.driver_id, []).append(alert)
-    return by_driver
+    return PipelineRun(by_driver, silent_since)

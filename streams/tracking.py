@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from collections.abc import Iterable
 from dataclasses import dataclass, field
@@ -12,6 +13,7 @@ import faust
 import msgspec
 import redis.asyncio as aioredis
 from faust.types import EventT, StreamT
+from prometheus_client import Counter
 
 from fleet.clock import now_ms
 from fleet.decode import dead_letter, decode_struct
@@ -50,6 +52,9 @@ from streams.resilience import retry_transient
 log = logging.getLogger(__name__)
 
 CONFIG = TrackingConfig.from_settings(settings)
+TRACKING_ERRORS = Counter(
+    "fleet_tracking_errors_total", "Inputs the tracker failed on (a bug)", ["source"]
+)
 COMPLETION_TTL_S = 2 * 86_400
 RECENT_COMMANDS = 64  # command ids kept per route: a redelivered command applies once
 
@@ -87,6 +92,9 @@ tracks = source_partitioned_table("tracking-drivers")
 _redis = aioredis.Redis.from_url(settings.redis_url)
 _write_completion = _redis.register_script(COMPLETION_LUA)
 _started_ms = now_ms()
+# Pings, events and the timer each read a driver's state, await Redis, then write it back:
+# one lock keeps those read-modify-writes from overwriting each other.
+_track_lock = asyncio.Lock()
 
 
 class PlanRecord(msgspec.Struct):
@@ -271,6 +279,14 @@ async def send_dead_letter(
     await retry_transient("dlq", send)
 
 
+async def _processing_error(source: str, event: EventT, exc: Exception) -> None:
+    """A bug on one message dead-letters it (reason processing_error) instead of the agent."""
+    log.exception("%s message at offset %s failed", source, event.message.offset)
+    TRACKING_ERRORS.labels(source).inc()
+    error = InvalidMessage("processing_error", f"{type(exc).__name__}: {exc}")
+    await send_dead_letter(source, event.key, event.value, error)
+
+
 # --- the ping hook --------------------------------------------------------------------------
 
 
@@ -283,16 +299,27 @@ def _ping_partition(driver_id: str) -> int | None:
 
 async def on_pings(pings: list[Ping], now_ms: int) -> None:
     """Called by the ingest agent with the pings that moved live positions, in order."""
+    async with _track_lock:
+        await _track_pings(pings, now_ms)
+
+
+async def _track_pings(pings: list[Ping], now_ms: int) -> None:
     by_driver: dict[str, list[Ping]] = {}
     for ping in pings:
         by_driver.setdefault(ping.driver_id, []).append(ping)
     effects = Effects()
     saves: list[tuple[DriverTrack, int | None]] = []
     for driver_id, driver_pings in by_driver.items():
-        before = load_track(driver_id).track
-        synced, geo = sync_plan(before, now_ms)
-        driver_pings.sort(key=lambda p: p.ts_ms)
-        result = apply_pings(synced.track, geo, driver_pings, now_ms, CONFIG)
+        try:
+            before = load_track(driver_id).track
+            synced, geo = sync_plan(before, now_ms)
+            driver_pings.sort(key=lambda p: p.ts_ms)
+            result = apply_pings(synced.track, geo, driver_pings, now_ms, CONFIG)
+        except Exception:
+            # A tracking bug must not stop the ingest: this driver skips a batch, counted.
+            log.exception("tracking pings of %s failed", driver_id)
+            TRACKING_ERRORS.labels("pings").inc()
+            continue
         effects.add(before, result.track, geo, [*synced.alerts, *result.alerts], now_ms)
         saves.append((result.track, _ping_partition(driver_id)))
     await effects.flush()
@@ -334,9 +361,16 @@ async def track_delivery_events(stream: StreamT[bytes]) -> None:
             await handle_event(event)
         except InvalidMessage as exc:
             await send_dead_letter(EVENTS, event.key, event.value, exc)
+        except Exception as exc:
+            await _processing_error(EVENTS, event, exc)
 
 
 async def handle_event(event: EventT) -> None:
+    async with _track_lock:
+        await _track_event(event)
+
+
+async def _track_event(event: EventT) -> None:
     delivery = decode_struct(event.value, _EVENT, settings.max_message_bytes)
     now = now_ms()
     before = load_track(delivery.driver_id).track
@@ -356,6 +390,8 @@ async def apply_dispatch_commands(stream: StreamT[bytes]) -> None:
             await handle_command(event.value)
         except InvalidMessage as exc:
             await send_dead_letter(COMMANDS, event.key, event.value, exc)
+        except Exception as exc:
+            await _processing_error(COMMANDS, event, exc)
 
 
 async def handle_command(raw: bytes | None) -> None:
@@ -412,19 +448,29 @@ def _owned_partitions() -> set[int]:
 @app.timer(interval=settings.stale_check_interval_s)
 async def check_stale_drivers() -> None:
     """Silence on shift makes a driver stale; plan changes reach quiet drivers too."""
+    async with _track_lock:
+        await _check_all_drivers()
+
+
+async def _check_all_drivers() -> None:
     now = now_ms()
     # Right after a start the ingest is still catching up: silence is not yet meaningful.
     warming_up = now - _started_ms < CONFIG.stale_after_ms
     owned = _owned_partitions()
     effects = Effects()
     saves: list[tuple[DriverTrack, int | None]] = []
-    for _key, raw in list(tracks.items()):
-        stored = _STORED.decode(raw)
-        if stored.partition is not None and stored.partition not in owned:
+    for key, raw in list(tracks.items()):
+        try:
+            stored = _STORED.decode(raw)
+            if stored.partition is not None and stored.partition not in owned:
+                continue
+            before = stored.track
+            synced, geo = sync_plan(before, now)
+            result = synced if warming_up else check_timers(synced.track, geo, now, CONFIG)
+        except Exception:
+            log.exception("stale check of %r failed", key)
+            TRACKING_ERRORS.labels("timer").inc()
             continue
-        before = stored.track
-        synced, geo = sync_plan(before, now)
-        result = synced if warming_up else check_timers(synced.track, geo, now, CONFIG)
         alerts = synced.alerts if warming_up else [*synced.alerts, *result.alerts]
         if alerts or result.track != before:
             effects.add(before, result.track, geo, alerts, now)
