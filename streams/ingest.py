@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import time
 from collections.abc import Iterable, Sequence
 from functools import partial
 
@@ -14,7 +15,7 @@ from fleet.decode import dead_letter, decode_ping_batch
 from fleet.errors import InvalidMessage
 from fleet.ingest import IngestConfig, Ingestor, LivePosition, decode_state, encode_state
 from fleet.live import SWEEP_LUA, WRITE_POSITIONS_LUA, position_args
-from fleet.records import encode
+from fleet.records import Ping, encode
 from fleet.topics import PINGS, topic_name
 from streams import metrics, tracking
 from streams.app import app, dlq_topic, pings_topic, settings, source_partitioned_table
@@ -31,6 +32,8 @@ CONFIG = IngestConfig(
 )
 SOURCE = topic_name(settings, PINGS)
 INGESTOR = Ingestor(CONFIG)  # cache over the table: states of the drivers this worker owns
+_dirty: dict[str, int] = {}  # drivers changed since the last flush -> their source partition
+_last_flush = [time.monotonic()]
 
 _redis = aioredis.Redis.from_url(settings.redis_url)
 _write_positions = _redis.register_script(WRITE_POSITIONS_LUA)
@@ -54,14 +57,40 @@ async def ingest(stream: StreamT[bytes]) -> None:
             # A bug must not stop the pipeline or lose the batch: isolate the culprit(s),
             # starting again from the durable states.
             log.exception("ingest batch of %d failed; retrying message by message", len(events))
+            _dirty.clear()
             INGESTOR.forget()
             await ingest_one_by_one(events)
 
 
 @app.on_partitions_revoked.connect  # type: ignore[arg-type]
 async def forget_states(app: object, *args: object, **kwargs: object) -> None:
-    """Partitions may move to another worker: reload states from the table from now on."""
+    """Partitions may move to another worker: save what changed, then reload states from the
+    table from now on."""
+    try:
+        flush_states()
+    except Exception:  # the partitions may already be gone: the next owner replays from offsets
+        log.exception("could not save driver states before a rebalance")
+    _dirty.clear()
     INGESTOR.forget()
+
+
+def flush_states() -> None:
+    """Write the states changed since the last flush to the changelog-backed table.
+
+    Coalescing matters: one changelog message per driver per batch would cap throughput at
+    what Faust's producer can send one message at a time. A crash loses at most
+    FLEET_STATE_FLUSH_S of state, which the Redis write (last-writer-wins) and history
+    de-duplication absorb.
+    """
+    states = INGESTOR.states
+    for driver, partition in _dirty.items():
+        state = states.get(driver)
+        if state is not None:
+            key = driver.encode()
+            driver_states.source_partition[key] = partition
+            driver_states[key] = encode_state(state)
+    _dirty.clear()
+    _last_flush[0] = time.monotonic()
 
 
 async def ingest_one_by_one(events: Sequence[EventT]) -> None:
@@ -103,10 +132,13 @@ async def ingest_events(events: Sequence[EventT]) -> None:
         args += position_args(result.live.values(), received)
         await retry_transient("redis_positions", lambda: _write_positions(args=args))
     written = now_ms()
+    recorded = driver_states.source_partition
+    for driver, partition in partition_of.items():
+        recorded[driver.encode()] = partition  # also read by route tracking for its table
     for driver in result.changed:
-        key = driver.encode()
-        driver_states.source_partition[key] = partition_of[driver]
-        driver_states[key] = encode_state(states[driver])
+        _dirty[driver] = partition_of[driver]
+    if time.monotonic() - _last_flush[0] >= settings.state_flush_s:
+        flush_states()
     for dl_key, letter in decoded.dead_letters:
         await dlq_topic.send(key=dl_key, value=encode(letter))
         metrics.PINGS_REJECTED.labels(letter.reason).inc()
@@ -117,7 +149,17 @@ async def ingest_events(events: Sequence[EventT]) -> None:
     metrics.PINGS_JUMP.inc(result.jumps)
     metrics.BATCH_SIZE.observe(len(events))
     if result.moved:
-        await tracking.on_pings(result.moved, received)
+        await _track(result.moved, received)
+
+
+async def _track(moved: list[Ping], received: int) -> None:
+    """Hand the pings that moved drivers to route tracking. Its failure must not undo or
+    dead-letter pings that are valid and already live: it is logged and counted instead."""
+    try:
+        await tracking.on_pings(moved, received)
+    except Exception:
+        metrics.PING_HOOK_ERRORS.inc()
+        log.exception("route tracking failed on a batch of %d pings", len(moved))
 
 
 def _observe(events: Sequence[EventT], live: Iterable[LivePosition], written_ms: int) -> None:
@@ -135,6 +177,13 @@ def _observe(events: Sequence[EventT], live: Iterable[LivePosition], written_ms:
         high = app.consumer.highwater(tp)
         if high is not None:
             metrics.CONSUMER_LAG.labels(str(tp.partition)).set(max(0, high - 1 - offset))
+
+
+@app.timer(interval=max(settings.state_flush_s, 0.1))
+async def flush_states_periodically() -> None:
+    """Quiet drivers' last changes are saved too, not only when the next batch comes."""
+    if _dirty:
+        flush_states()
 
 
 @app.timer(interval=settings.sweep_interval_s)

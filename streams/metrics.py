@@ -24,6 +24,9 @@ PING_TO_REDIS = Histogram(
     ["clock"],  # event: from ts_ms; kafka: from the Kafka record timestamp
     buckets=LATENCY_BUCKETS,
 )
+PING_HOOK_ERRORS = Counter(
+    "fleet_ping_hook_errors_total", "Ping batches the route-tracking hook raised on (logged)"
+)
 CONSUMER_LAG = Gauge("fleet_consumer_lag", "Messages behind the high watermark", ["partition"])
 
 

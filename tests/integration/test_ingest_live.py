@@ -156,7 +156,7 @@ def test_duplicates_late_and_offline_bursts_keep_latest_valid_position(fleet_env
 def test_restarted_worker_resumes_driver_state_from_the_changelog(fleet_env, worker):
     """After a SIGKILL, the new worker still knows each live fix: redelivered and late pings
     never move the marker back, newer ones do."""
-    first = worker(fleet_env)
+    first = worker(fleet_env, FLEET_STATE_FLUSH_S=0.5)
     run = uuid.uuid4().hex[:6]
     drivers = [f"rs-{run}-{i}" for i in range(6)]
     t0 = now_ms() - 120_000
@@ -176,7 +176,7 @@ def test_restarted_worker_resumes_driver_state_from_the_changelog(fleet_env, wor
     produce(bootstrap, topic, pings(5))
     r = _redis(fleet_env)
     assert wait_until(lambda: all(_live(r, d).get("seq") == "5" for d in drivers), 60)
-    time.sleep(2)  # let the worker commit offsets and flush its changelog
+    time.sleep(2)  # let the worker commit offsets and save states (every 0.5 s here)
     first.kill()
     r.delete(*[f"fleet:driver:{d}" for d in drivers])  # the read model is rebuildable
     produce(bootstrap, topic, pings(5) + pings(3))  # a redelivery and a late ping
