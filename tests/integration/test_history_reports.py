@@ -134,7 +134,9 @@ def counts(settings: Settings) -> dict[str, int]:
     sql = (
         "SELECT (SELECT count() FROM fleet.route_plans) AS route_plans,"
         " (SELECT count() FROM fleet.events) AS events, (SELECT count() FROM fleet.etas) AS etas,"
-        " (SELECT count() FROM fleet.pings) AS pings, (SELECT count() FROM fleet.alerts) AS alerts,"
+        " (SELECT count() FROM fleet.pings) AS pings,"
+        # Only the scenario's alerts: the tracking agents raise their own (failed deliveries).
+        " (SELECT count() FROM fleet.alerts WHERE alert_id IN ('al-1', 'al-2', 'al-3')) AS alerts,"
         " (SELECT count() FROM fleet.dead_letters) AS dead_letters"
     )
     try:
