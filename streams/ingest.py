@@ -74,6 +74,12 @@ async def forget_states(app: object, *args: object, **kwargs: object) -> None:
     INGESTOR.forget()
 
 
+@app.on_before_shutdown.connect  # type: ignore[arg-type]
+async def save_states_on_shutdown(app: object, *args: object, **kwargs: object) -> None:
+    """A clean stop saves every change (the producer is flushed right after)."""
+    flush_states()
+
+
 def flush_states() -> None:
     """Write the states changed since the last flush to the changelog-backed table.
 

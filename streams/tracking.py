@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import time
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from functools import partial
@@ -118,6 +119,9 @@ _COMMAND = msgspec.json.Decoder(DispatchCommand)
 _RECORD = msgspec.json.Decoder(PlanRecord)
 _STORED = msgspec.json.Decoder(StoredTrack)
 _record_cache: dict[str, tuple[bytes, PlanRecord]] = {}
+_track_cache: dict[str, StoredTrack] = {}  # decoded tracks of the drivers this worker owns
+_dirty_tracks: set[str] = set()  # changed since the last flush to the table
+_last_track_flush = [time.monotonic()]
 
 
 # --- state access ---------------------------------------------------------------------------
@@ -145,22 +149,60 @@ def store_record(record: PlanRecord) -> None:
 
 
 def load_track(driver_id: str) -> StoredTrack:
-    """The driver's stored track, or a fresh one."""
+    """The driver's track (from the in-memory cache, else the table), or a fresh one."""
+    cached = _track_cache.get(driver_id)
+    if cached is not None:
+        return cached
     key = driver_id.encode()
     raw = tracks.get(key)
     stored = _STORED.decode(raw) if raw is not None else StoredTrack(DriverTrack(driver_id))
     if stored.partition is not None:
         tracks.source_partition.setdefault(key, stored.partition)
+    _track_cache[driver_id] = stored
     return stored
 
 
 def save_track(track: DriverTrack, partition: int | None) -> None:
-    """Store the track in the changelog partition of the driver's topics."""
+    """Keep the track; it reaches the changelog with the next flush (FLEET_STATE_FLUSH_S).
+
+    One changelog message per driver per ping batch would cap the pipeline at what Faust's
+    producer sends one message at a time; a crash loses at most one flush interval, which
+    alert ids derived from the opening time make safe to replay.
+    """
     key = driver_id_key(track.driver_id)
     if partition is not None:
         tracks.source_partition[key] = partition
-    partition = tracks.source_partition.get(key)
-    tracks[key] = msgspec.json.encode(StoredTrack(track, partition))
+    _track_cache[track.driver_id] = StoredTrack(track, tracks.source_partition.get(key))
+    _dirty_tracks.add(track.driver_id)
+    if time.monotonic() - _last_track_flush[0] >= settings.state_flush_s:
+        flush_tracks()
+
+
+@app.on_before_shutdown.connect  # type: ignore[arg-type]
+async def save_tracks_on_shutdown(app: object, *args: object, **kwargs: object) -> None:
+    """A clean stop saves every change (the producer is flushed right after)."""
+    flush_tracks()
+
+
+def flush_tracks() -> None:
+    """Write the tracks changed since the last flush to the changelog-backed table."""
+    for driver_id in _dirty_tracks:
+        stored = _track_cache.get(driver_id)
+        if stored is not None:
+            tracks[driver_id_key(driver_id)] = msgspec.json.encode(stored)
+    _dirty_tracks.clear()
+    _last_track_flush[0] = time.monotonic()
+
+
+@app.on_partitions_revoked.connect  # type: ignore[arg-type]
+async def forget_tracks(app: object, *args: object, **kwargs: object) -> None:
+    """Save what changed, then read tracks from the table again (partitions may move)."""
+    try:
+        flush_tracks()
+    except Exception:  # the partitions may already be gone: the next owner replays
+        log.exception("could not save tracks before a rebalance")
+    _dirty_tracks.clear()
+    _track_cache.clear()
 
 
 def driver_id_key(driver_id: str) -> bytes:
@@ -450,6 +492,8 @@ async def check_stale_drivers() -> None:
     """Silence on shift makes a driver stale; plan changes reach quiet drivers too."""
     async with _track_lock:
         await _check_all_drivers()
+        if _dirty_tracks and time.monotonic() - _last_track_flush[0] >= settings.state_flush_s:
+            flush_tracks()
 
 
 async def _check_all_drivers() -> None:
@@ -459,16 +503,17 @@ async def _check_all_drivers() -> None:
     owned = _owned_partitions()
     effects = Effects()
     saves: list[tuple[DriverTrack, int | None]] = []
-    for key, raw in list(tracks.items()):
+    drivers = {k.decode() for k in tracks} | set(_track_cache)  # type: ignore[attr-defined]
+    for driver_id in drivers:
         try:
-            stored = _STORED.decode(raw)
+            stored = load_track(driver_id)
             if stored.partition is not None and stored.partition not in owned:
                 continue
             before = stored.track
             synced, geo = sync_plan(before, now)
             result = synced if warming_up else check_timers(synced.track, geo, now, CONFIG)
         except Exception:
-            log.exception("stale check of %r failed", key)
+            log.exception("stale check of %r failed", driver_id)
             TRACKING_ERRORS.labels("timer").inc()
             continue
         alerts = synced.alerts if warming_up else [*synced.alerts, *result.alerts]
