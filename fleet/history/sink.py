@@ -124,6 +124,10 @@ class HistoryWriter:
         _, attempts = await self._until_done(table, self._insert, table, rows, token)
         return attempts
 
+    def insert_blocking(self, table: str, rows: pa.Table, token: str | None) -> None:
+        """One attempt to store a batch, from any thread; raises what the store raised."""
+        self._executor.submit(self._insert, table, rows, token).result()
+
     async def query(
         self, sql: str, fmt: str = "JSONEachRow", params: Params | None = None
     ) -> bytes:

@@ -9,8 +9,10 @@ from collections.abc import Callable
 from typing import Any
 
 import pytest
+from confluent_kafka import Consumer, TopicPartition
 
 from fleet.history.access import open_reader
+from fleet.history.consumer import history_group
 from fleet.history.errors import StoreBusy
 from fleet.history.store import HistoryStore
 from fleet.records import DeliveryEvent, Ping, encode
@@ -40,6 +42,33 @@ def count(settings: Settings, sql: str, starting_ok: bool = False) -> int:
         return int(json.loads(store.query(sql, "JSONEachRow").splitlines()[0])["n"])
     finally:
         store.close()
+
+
+def committed_and_end_offsets(settings: Settings, topic: str) -> tuple[list[int], list[int]]:
+    """The history group's committed offset and the end offset of every partition of topic
+    (a partition with nothing committed counts as committed at 0)."""
+    consumer = Consumer(
+        {"bootstrap.servers": settings.kafka_bootstrap, "group.id": history_group(settings),
+         "enable.auto.commit": False, "log_level": 3}
+    )  # fmt: skip
+    try:
+        partitions = [TopicPartition(topic, p) for p in range(settings.partitions)]
+        committed = [max(tp.offset, 0) for tp in consumer.committed(partitions, timeout=10)]
+        ends = [consumer.get_watermark_offsets(tp, timeout=10)[1] for tp in partitions]
+        return committed, ends
+    finally:
+        consumer.close()
+
+
+def assert_commits_cover_exactly_the_topic(settings: Settings, topic: str) -> None:
+    """Everything is stored (checked before), so the group must have committed up to the end,
+    and never further: a commit beyond what is stored would be data loss."""
+
+    def offsets_match() -> bool:
+        committed, ends = committed_and_end_offsets(settings, topic)
+        return committed == ends
+
+    assert wait_until(offsets_match, timeout=30), committed_and_end_offsets(settings, topic)
 
 
 def fleet_pings(start_ms: int) -> list[Ping]:
@@ -103,11 +132,13 @@ def test_pings_hold_each_identity_once_after_duplicates_redelivery_and_sigkill(
     assert stored() == n
     assert count(settings, identities) == n
     assert count(settings, missing_seq) == sum(p.seq is None for p in pings)
+    assert_commits_cover_exactly_the_topic(settings, fleet_env.topic(PINGS))
 
     # The worker gone, the CLI path opens the store directly and sees the same rows.
     second.stop()
     assert stored() == n
     assert count(settings, identities) == n
+    assert_commits_cover_exactly_the_topic(settings, fleet_env.topic(PINGS))
 
 
 def test_events_hold_each_event_id_once_after_duplicates_redelivery_and_sigkill(
@@ -136,5 +167,7 @@ def test_events_hold_each_event_id_once_after_duplicates_redelivery_and_sigkill(
     assert wait_until(lambda: stored() >= len(events), timeout=120), second.tail()
     assert stored() == len(events)
     assert count(settings, "SELECT uniqExact(event_id) AS n FROM fleet.events") == len(events)
+    assert_commits_cover_exactly_the_topic(settings, fleet_env.topic(EVENTS))
     second.stop()
     assert stored() == len(events)
+    assert_commits_cover_exactly_the_topic(settings, fleet_env.topic(EVENTS))
