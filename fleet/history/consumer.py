@@ -263,10 +263,11 @@ class HistoryConsumer:
     def _attempts(self, sink: TopicSink, messages: Sequence[Received]) -> Iterator[float]:
         """Try to store until it succeeds, yielding the delay before each retry."""
         token = batch_token(sink.table, ((m.topic, m.partition, m.offset) for m in messages))
+        # Converted once: skips are counted once however many attempts the insert takes.
+        table_rows = sink.rows_of(messages, now_ms())
         delays = self.policy.delays()
         while True:
             try:
-                table_rows = sink.rows_of(messages, now_ms())
                 self.writer.insert_blocking(sink.table, table_rows, token)
             except Exception as exc:  # any failure of the store is retried; nothing is dropped
                 delay = next(delays)

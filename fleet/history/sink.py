@@ -2,8 +2,10 @@
 
 Policy: a batch that the store refuses (unavailable, slow, busy) is retried with the same
 insert token, waiting longer each time up to a cap, until it is stored. Meanwhile the
-caller awaits, so the stream stops taking messages: that wait is the backpressure. The
-only exit is success; the error of every attempt is reported to ``on_retry``.
+caller waits and takes no new messages: that wait is the backpressure. The only exit is
+success; the error of every attempt is reported to ``on_retry``. ``insert`` retries for
+async callers; ``insert_blocking`` is one attempt for a thread that retries itself (the
+history consumer, which polls between attempts to stay in its group).
 """
 
 from __future__ import annotations
