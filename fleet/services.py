@@ -9,7 +9,9 @@ reported as ``external`` and left alone.
 from __future__ import annotations
 
 import base64
+import contextlib
 import os
+import resource
 import shutil
 import signal
 import socket
@@ -166,6 +168,7 @@ class _Service:
                 stdin=subprocess.DEVNULL,
                 cwd=self.home,
                 start_new_session=True,  # survives the CLI; stopped by PID file
+                preexec_fn=_raise_open_files_limit,
             )
         self.pidfile.write_text(str(proc.pid))
         self._wait_ready(t0, proc)
@@ -199,6 +202,13 @@ class _Service:
             os.kill(pid, signal.SIGKILL)
         self.pidfile.unlink(missing_ok=True)
         log(f"{self.name}: stopped (pid {pid})")
+
+
+def _raise_open_files_limit() -> None:
+    """A broker keeps a few files open per partition segment: lift the soft limit to the hard."""
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if hard == resource.RLIM_INFINITY or hard > soft:
+        resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
 
 
 def _is_group_leader(pid: int) -> bool:
@@ -393,3 +403,17 @@ def ensure_topics(settings: Settings) -> None:
         except Exception as exc:  # a concurrent creator is fine
             if "TOPIC_ALREADY_EXISTS" not in str(exc):
                 raise ServiceUnavailable(f"cannot create topic {name}: {exc}") from exc
+
+
+def delete_topics(bootstrap: str, prefixes: tuple[str, ...]) -> list[str]:
+    """Delete every topic whose name starts with one of the prefixes (a test or benchmark
+    run's topics and its consumer group's changelogs); return the names."""
+    from confluent_kafka.admin import AdminClient
+
+    admin = AdminClient({"bootstrap.servers": bootstrap, "log_level": 0})
+    names = [t for t in admin.list_topics(timeout=10).topics if t.startswith(prefixes)]
+    if names:
+        for future in admin.delete_topics(names, operation_timeout=30).values():
+            with contextlib.suppress(Exception):  # already gone, or a concurrent run's
+                future.result()
+    return names

@@ -189,6 +189,7 @@ def bench_e2e(seconds: float, rate: int, drivers: int, tmp: Path) -> dict[str, f
             worker.wait(30)
         except subprocess.TimeoutExpired:
             worker.kill()
+        services.delete_topics(base.kafka_bootstrap, (env["FLEET_TOPIC_PREFIX"], f"bench-{run}"))
 
 
 def main() -> None:

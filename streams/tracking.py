@@ -121,6 +121,7 @@ _STORED = msgspec.json.Decoder(StoredTrack)
 _record_cache: dict[str, tuple[bytes, PlanRecord]] = {}
 _track_cache: dict[str, StoredTrack] = {}  # decoded tracks of the drivers this worker owns
 _dirty_tracks: set[str] = set()  # changed since the last flush to the table
+_written_fields: dict[str, dict[str | bytes, str | int]] = {}  # last read-model write per driver
 _last_track_flush = [time.monotonic()]
 
 
@@ -203,6 +204,7 @@ async def forget_tracks(app: object, *args: object, **kwargs: object) -> None:
         log.exception("could not save tracks before a rebalance")
     _dirty_tracks.clear()
     _track_cache.clear()
+    _written_fields.clear()
 
 
 def driver_id_key(driver_id: str) -> bytes:
@@ -258,7 +260,7 @@ class Effects:
         self.alerts.extend(alerts)
         plan = geo.plan if geo is not None else None
         progress = route_progress(after, plan)
-        self.driver_fields[after.driver_id] = {
+        fields: dict[str | bytes, str | int] = {
             "status": driver_status(after, geo, now),
             "progress": f"{progress.fraction:.4f}",
             "next_stop_id": progress.next_stop_id or "",
@@ -267,6 +269,9 @@ class Effects:
             "stops_delivered": progress.delivered,
             "stops_failed": progress.failed,
         }
+        # Most batches change nothing a dashboard shows: skip writing what Redis already has.
+        if _written_fields.get(after.driver_id) != fields:
+            self.driver_fields[after.driver_id] = fields
         self.completion.extend(_completion_changes(before, after, plan))
 
     async def flush(self) -> None:
@@ -282,6 +287,7 @@ class Effects:
             else:
                 pipe.hdel(ALERTS_OPEN_KEY, alert.alert_id)
         await retry_transient("redis_tracking", pipe.execute)
+        _written_fields.update(self.driver_fields)
         if self.completion:
             args = completion_args(self.completion, COMPLETION_TTL_S)
             await retry_transient("redis_completion", lambda: _write_completion(args=args))

@@ -67,11 +67,16 @@ class FleetEnv(dict[str, str]):
         return f"{self.prefix}{base}"
 
 
+TEST_PARTITIONS = 4  # enough to exercise partitioning; keeps the broker's open files low
+
+
 @pytest.fixture
-def fleet_env(stack: Settings, tmp_path: Path) -> FleetEnv:
-    """Unique FLEET_TOPIC_PREFIX / FLEET_APP_ID / FLEET_VAR_DIR / ports; topics created."""
+def fleet_env(stack: Settings, tmp_path: Path) -> Iterator[FleetEnv]:
+    """Unique FLEET_TOPIC_PREFIX / FLEET_APP_ID / FLEET_VAR_DIR / ports; topics created, and
+    deleted afterwards with every topic the run's consumer groups made (changelogs)."""
     run = uuid.uuid4().hex[:10]
     overrides = {
+        "FLEET_PARTITIONS": str(TEST_PARTITIONS),
         "FLEET_TOPIC_PREFIX": f"t{run}.",
         "FLEET_APP_ID": f"test-{run}",
         "FLEET_VAR_DIR": str(tmp_path / "var"),
@@ -88,9 +93,11 @@ def fleet_env(stack: Settings, tmp_path: Path) -> FleetEnv:
         var_dir=Path(overrides["FLEET_VAR_DIR"]),
         kafka_bootstrap=stack.kafka_bootstrap,
         redis_url=stack.redis_url,
+        partitions=TEST_PARTITIONS,
     )
     services.ensure_topics(env.settings)
-    return env
+    yield env
+    services.delete_topics(stack.kafka_bootstrap, (env.prefix, f"{overrides['FLEET_APP_ID']}-"))
 
 
 class WorkerHandle:
