@@ -4,9 +4,11 @@ from __future__ import annotations
 
 import asyncio
 import json
+import logging
 import time
 
 import pytest
+from confluent_kafka import Consumer
 
 from fleet.history.access import OwnerLock, history_dir
 from fleet.history.consumer import HistoryConsumer, consumer_config, contract_sinks
@@ -71,3 +73,54 @@ def test_a_refusing_store_holds_commits_back_and_the_batch_lands_once_it_is_back
         thread.join(30)
         asyncio.run(writer.close())
     assert not thread.is_alive()
+
+
+def test_a_batch_revoked_while_the_store_refuses_is_not_committed_and_lands_later(
+    fleet_env: FleetEnv, caplog: pytest.LogCaptureFixture
+) -> None:
+    settings = fleet_env.settings
+    topic = fleet_env.topic(PINGS)
+    start = int(time.time() * 1000) - 60_000
+    pings = [Ping(f"drv-{i % 7}", start + i, 52.5, 13.4, seq=i) for i in range(300)]
+    produce(settings.kafka_bootstrap, topic, [(p.driver_id.encode(), encode(p)) for p in pings])
+
+    blocker = OwnerLock(history_dir(settings))
+    retries: list[str] = []
+    writer = HistoryWriter(settings)
+    consumer = HistoryConsumer(
+        settings,
+        writer,
+        contract_sinks(settings),
+        policy=RetryPolicy(0.05, 0.5),
+        config=consumer_config(settings),
+        on_retry=lambda table, _exc, _delay: retries.append(table),
+    )
+    caplog.set_level(logging.INFO, logger="fleet.history.consumer")
+    thread = consumer.start()
+    try:
+        assert wait_until(lambda: len(retries) >= 3, timeout=60)
+        # A second member joins the group: the retrying member's partitions are revoked.
+        other = Consumer({**consumer_config(settings), "log_level": 3})
+        other.subscribe([topic])
+        deadline = time.monotonic() + 60
+        while not other.assignment() and time.monotonic() < deadline:
+            other.poll(0.2)
+        assert other.assignment()
+        assert "revoked" in caplog.text
+        assert sum(committed_and_end_offsets(settings, topic)[0]) == 0
+        other.close()  # the first member takes every partition back
+
+        blocker.release()
+
+        def caught_up() -> bool:
+            committed, ends = committed_and_end_offsets(settings, topic)
+            return committed == ends
+
+        assert wait_until(caught_up, timeout=60), committed_and_end_offsets(settings, topic)
+        out = asyncio.run(writer.query("SELECT count() AS n FROM fleet.pings"))
+        assert int(json.loads(out)["n"]) == 300
+        assert thread.is_alive()
+    finally:
+        consumer.stop()
+        thread.join(30)
+        asyncio.run(writer.close())
