@@ -33,7 +33,8 @@ def _cmd_infra(args: argparse.Namespace, settings: Settings) -> int:
 
 def _cmd_worker(args: argparse.Namespace, settings: Settings) -> int:
     # The worker is the Faust app in streams/; exec it so fleet/ never imports streams.
-    argv = [sys.executable, "-m", "faust", "-A", "streams.app", "worker", "-l", args.loglevel]
+    argv = [sys.executable, "-m", "faust", "-A", "streams.app", "worker", "-l", args.loglevel,
+            "--without-web"]  # fmt: skip
     os.execv(sys.executable, argv)
     return 0  # pragma: no cover - execv does not return
 
