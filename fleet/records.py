@@ -99,19 +99,6 @@ class RoutePlan(msgspec.Struct, frozen=True, omit_defaults=True):
     path: list[tuple[float, float]] | None = None
 
 
-class CommandStop(msgspec.Struct, frozen=True, omit_defaults=True):
-    """A stop as a dispatcher adds it: only the id and place are required."""
-
-    stop_id: Identifier
-    lat: float
-    lon: float
-    window_start_ms: int | None = None
-    window_end_ms: int | None = None
-    service_s: float = 0.0
-    demand: int = 0
-    priority: int = 0
-
-
 class DispatchCommand(msgspec.Struct, frozen=True, omit_defaults=True):
     """A dispatcher's route edit."""
 
@@ -120,7 +107,7 @@ class DispatchCommand(msgspec.Struct, frozen=True, omit_defaults=True):
     type: CommandType
     issued_ms: int
     issued_by: str | None = None
-    stop: CommandStop | None = None
+    stop: Stop | None = None  # add_stop: only stop_id, lat and lon are required
     stop_id: Identifier | None = None
     stop_ids: list[Identifier] | None = None
     to_driver_id: Identifier | None = None

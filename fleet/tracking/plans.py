@@ -52,7 +52,8 @@ def _require_stops(plan: RoutePlan, stop_ids: list[str], command: DispatchComman
 def _add_stop(plan: RoutePlan, cmd: DispatchCommand) -> CommandOutcome:
     if cmd.stop is None:
         raise InvalidCommand("missing_field", "add_stop needs 'stop'")
-    new = Stop(**msgspec.structs.asdict(cmd.stop))
+    # A stop added by hand has no planned arrival until the route is planned again.
+    new = msgspec.structs.replace(cmd.stop, planned_arrival_ms=None)
     # Adding a stop the plan already has reschedules it: it moves to the end, new window.
     kept = [s for s in plan.stops if s.stop_id != new.stop_id]
     handled = []

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from fleet.errors import InvalidCommand
-from fleet.records import CommandStop, DispatchCommand, RoutePlan
+from fleet.records import DispatchCommand, RoutePlan, Stop
 from fleet.tracking.plans import apply_command, is_newer
 from load_tests.scenarios import build_plan
 
@@ -31,7 +31,7 @@ def test_latest_version_wins_and_late_old_versions_lose() -> None:
 
 
 def test_add_stop_appends_and_bumps_the_version() -> None:
-    out = apply_command(PLAN, _cmd("add_stop", stop=CommandStop("st-9", 52.5, 13.4)))
+    out = apply_command(PLAN, _cmd("add_stop", stop=Stop("st-9", 52.5, 13.4)))
     (plan,) = out.plans
     assert plan.version == PLAN.version + 1
     assert _ids(plan) == ["st-1", "st-2", "st-3", "st-4", "st-9"]
@@ -40,7 +40,7 @@ def test_add_stop_appends_and_bumps_the_version() -> None:
 
 
 def test_adding_an_existing_stop_reschedules_it() -> None:
-    out = apply_command(PLAN, _cmd("add_stop", stop=CommandStop("st-2", 52.5, 13.4)))
+    out = apply_command(PLAN, _cmd("add_stop", stop=Stop("st-2", 52.5, 13.4)))
     assert _ids(out.plans[0]) == ["st-1", "st-3", "st-4", "st-2"]
     assert out.handled[0].how == "rescheduled"
 
