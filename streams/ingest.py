@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import logging
-import time
 from collections.abc import Iterable, Sequence
 from functools import partial
 
@@ -19,6 +18,7 @@ from fleet.records import Ping, encode
 from fleet.topics import PINGS, topic_name
 from streams import metrics, tracking
 from streams.app import app, dlq_topic, pings_topic, settings, source_partitioned_table
+from streams.coalesce import DueWrites
 from streams.resilience import retry_transient
 
 log = logging.getLogger(__name__)
@@ -32,8 +32,7 @@ CONFIG = IngestConfig(
 )
 SOURCE = topic_name(settings, PINGS)
 INGESTOR = Ingestor(CONFIG)  # cache over the table: states of the drivers this worker owns
-_dirty: dict[str, int] = {}  # drivers changed since the last flush -> their source partition
-_last_flush = [time.monotonic()]
+_unsaved = DueWrites(settings.state_flush_s)  # drivers whose state the table lacks
 
 _redis = aioredis.Redis.from_url(settings.redis_url)
 _write_positions = _redis.register_script(WRITE_POSITIONS_LUA)
@@ -57,7 +56,7 @@ async def ingest(stream: StreamT[bytes]) -> None:
             # A bug must not stop the pipeline or lose the batch: isolate the culprit(s),
             # starting again from the durable states.
             log.exception("ingest batch of %d failed; retrying message by message", len(events))
-            _dirty.clear()
+            _unsaved.clear()
             INGESTOR.forget()
             await ingest_one_by_one(events)
 
@@ -67,36 +66,30 @@ async def forget_states(app: object, *args: object, **kwargs: object) -> None:
     """Partitions may move to another worker: save what changed, then reload states from the
     table from now on."""
     try:
-        flush_states()
+        save_states(_unsaved.take_all())
     except Exception:  # the partitions may already be gone: the next owner replays from offsets
         log.exception("could not save driver states before a rebalance")
-    _dirty.clear()
+    _unsaved.clear()
     INGESTOR.forget()
 
 
 @app.on_before_shutdown.connect  # type: ignore[arg-type]
 async def save_states_on_shutdown(app: object, *args: object, **kwargs: object) -> None:
     """A clean stop saves every change (the producer is flushed right after)."""
-    flush_states()
+    save_states(_unsaved.take_all())
 
 
-def flush_states() -> None:
-    """Write the states changed since the last flush to the changelog-backed table.
+def save_states(drivers: Iterable[str]) -> None:
+    """Write drivers' states to the changelog-backed table (source partitions recorded).
 
-    Coalescing matters: one changelog message per driver per batch would cap throughput at
-    what Faust's producer can send one message at a time. A crash loses at most
-    FLEET_STATE_FLUSH_S of state, which the Redis write (last-writer-wins) and history
-    de-duplication absorb.
+    Saving is coalesced (streams/coalesce.py): a crash loses at most FLEET_STATE_FLUSH_S of
+    state, which the Redis write (last-writer-wins) and history de-duplication absorb.
     """
     states = INGESTOR.states
-    for driver, partition in _dirty.items():
+    for driver in drivers:
         state = states.get(driver)
         if state is not None:
-            key = driver.encode()
-            driver_states.source_partition[key] = partition
-            driver_states[key] = encode_state(state)
-    _dirty.clear()
-    _last_flush[0] = time.monotonic()
+            driver_states[driver.encode()] = encode_state(state)
 
 
 async def ingest_one_by_one(events: Sequence[EventT]) -> None:
@@ -142,9 +135,8 @@ async def ingest_events(events: Sequence[EventT]) -> None:
     for driver, partition in partition_of.items():
         recorded[driver.encode()] = partition  # also read by route tracking for its table
     for driver in result.changed:
-        _dirty[driver] = partition_of[driver]
-    if time.monotonic() - _last_flush[0] >= settings.state_flush_s:
-        flush_states()
+        _unsaved.mark(driver)
+    save_states(_unsaved.take_due())
     for dl_key, letter in decoded.dead_letters:
         await dlq_topic.send(key=dl_key, value=encode(letter))
         metrics.PINGS_REJECTED.labels(letter.reason).inc()
@@ -185,11 +177,10 @@ def _observe(events: Sequence[EventT], live: Iterable[LivePosition], written_ms:
             metrics.CONSUMER_LAG.labels(str(tp.partition)).set(max(0, high - 1 - offset))
 
 
-@app.timer(interval=max(settings.state_flush_s, 0.1))
+@app.timer(interval=min(1.0, max(settings.state_flush_s, 0.1)))
 async def flush_states_periodically() -> None:
     """Quiet drivers' last changes are saved too, not only when the next batch comes."""
-    if _dirty:
-        flush_states()
+    save_states(_unsaved.take_due())
 
 
 @app.timer(interval=settings.sweep_interval_s)

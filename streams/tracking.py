@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import time
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from functools import partial
@@ -48,6 +47,7 @@ from fleet.tracking.tracker import (
     route_progress,
 )
 from streams.app import app, dlq_topic, raw_topic, settings, source_partitioned_table
+from streams.coalesce import DueWrites
 from streams.resilience import retry_transient
 
 log = logging.getLogger(__name__)
@@ -120,9 +120,8 @@ _RECORD = msgspec.json.Decoder(PlanRecord)
 _STORED = msgspec.json.Decoder(StoredTrack)
 _record_cache: dict[str, tuple[bytes, PlanRecord]] = {}
 _track_cache: dict[str, StoredTrack] = {}  # decoded tracks of the drivers this worker owns
-_dirty_tracks: set[str] = set()  # changed since the last flush to the table
+_unsaved_tracks = DueWrites(settings.state_flush_s)  # tracks the table lacks
 _written_fields: dict[str, dict[str | bytes, str | int]] = {}  # last read-model write per driver
-_last_track_flush = [time.monotonic()]
 
 
 # --- state access ---------------------------------------------------------------------------
@@ -164,45 +163,41 @@ def load_track(driver_id: str) -> StoredTrack:
 
 
 def save_track(track: DriverTrack, partition: int | None) -> None:
-    """Keep the track; it reaches the changelog with the next flush (FLEET_STATE_FLUSH_S).
+    """Keep the track; it reaches the changelog once due (streams/coalesce.py).
 
-    One changelog message per driver per ping batch would cap the pipeline at what Faust's
-    producer sends one message at a time; a crash loses at most one flush interval, which
-    alert ids derived from the opening time make safe to replay.
+    A crash loses at most FLEET_STATE_FLUSH_S of tracking state, which alert ids derived from
+    the opening time make safe to replay.
     """
     key = driver_id_key(track.driver_id)
     if partition is not None:
         tracks.source_partition[key] = partition
     _track_cache[track.driver_id] = StoredTrack(track, tracks.source_partition.get(key))
-    _dirty_tracks.add(track.driver_id)
-    if time.monotonic() - _last_track_flush[0] >= settings.state_flush_s:
-        flush_tracks()
+    _unsaved_tracks.mark(track.driver_id)
+    write_tracks(_unsaved_tracks.take_due())
 
 
 @app.on_before_shutdown.connect  # type: ignore[arg-type]
 async def save_tracks_on_shutdown(app: object, *args: object, **kwargs: object) -> None:
     """A clean stop saves every change (the producer is flushed right after)."""
-    flush_tracks()
+    write_tracks(_unsaved_tracks.take_all())
 
 
-def flush_tracks() -> None:
-    """Write the tracks changed since the last flush to the changelog-backed table."""
-    for driver_id in _dirty_tracks:
+def write_tracks(driver_ids: Iterable[str]) -> None:
+    """Write drivers' tracks to the changelog-backed table."""
+    for driver_id in driver_ids:
         stored = _track_cache.get(driver_id)
         if stored is not None:
             tracks[driver_id_key(driver_id)] = msgspec.json.encode(stored)
-    _dirty_tracks.clear()
-    _last_track_flush[0] = time.monotonic()
 
 
 @app.on_partitions_revoked.connect  # type: ignore[arg-type]
 async def forget_tracks(app: object, *args: object, **kwargs: object) -> None:
     """Save what changed, then read tracks from the table again (partitions may move)."""
     try:
-        flush_tracks()
+        write_tracks(_unsaved_tracks.take_all())
     except Exception:  # the partitions may already be gone: the next owner replays
         log.exception("could not save tracks before a rebalance")
-    _dirty_tracks.clear()
+    _unsaved_tracks.clear()
     _track_cache.clear()
     _written_fields.clear()
 
@@ -498,8 +493,7 @@ async def check_stale_drivers() -> None:
     """Silence on shift makes a driver stale; plan changes reach quiet drivers too."""
     async with _track_lock:
         await _check_all_drivers()
-        if _dirty_tracks and time.monotonic() - _last_track_flush[0] >= settings.state_flush_s:
-            flush_tracks()
+        write_tracks(_unsaved_tracks.take_due())
 
 
 async def _check_all_drivers() -> None:
