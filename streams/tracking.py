@@ -13,6 +13,7 @@ import faust
 import msgspec
 import redis.asyncio as aioredis
 from faust.types import EventT, StreamT
+from faust.types.tables import GlobalTableT
 from prometheus_client import Counter
 
 from fleet.clock import now_ms
@@ -68,25 +69,25 @@ route_updates_topic = raw_topic(ROUTE_UPDATES)
 _BYTES: faust.Schema = faust.Schema(
     key_type=bytes, value_type=bytes, key_serializer="raw", value_serializer="raw"
 )
+
+
+def _global_bytes_table(name: str) -> GlobalTableT:
+    """A bytes -> bytes table every worker holds whole (changelog partition from the key)."""
+    return app.GlobalTable(
+        name,
+        schema=_BYTES,
+        key_type=bytes,
+        value_type=bytes,
+        partitions=settings.partitions,
+        use_partitioner=True,
+    )
+
+
 # Plans are keyed by route, drivers by driver: every worker needs every plan, so plans and
 # the driver -> route index are global. Their changelog partition comes from the key, so
 # writes from any agent (routes, commands) land in one place per key.
-plans_table = app.GlobalTable(
-    "tracking-plans",
-    schema=_BYTES,
-    key_type=bytes,
-    value_type=bytes,
-    partitions=settings.partitions,
-    use_partitioner=True,
-)
-driver_routes = app.GlobalTable(
-    "tracking-driver-routes",
-    schema=_BYTES,
-    key_type=bytes,
-    value_type=bytes,
-    partitions=settings.partitions,
-    use_partitioner=True,
-)
+plans_table = _global_bytes_table("tracking-plans")
+driver_routes = _global_bytes_table("tracking-driver-routes")
 # Driver state lives with the owner of the driver's pings and events (co-partitioned).
 tracks = source_partitioned_table("tracking-drivers")
 
