@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import importlib
 import json
 import os
 import sys
@@ -14,6 +15,11 @@ from fleet.errors import FleetError
 from fleet.settings import Settings, get_settings
 
 Handler = Callable[[argparse.Namespace, Settings], int]
+
+# Feature packages add their sub-commands through a ``register(subparsers)`` function in
+# these modules. They are named, not imported, here, so the kernel never depends on them
+# (a module's own imports happen inside its handlers, keeping `fleet --help` fast).
+FEATURE_CLIS: tuple[str, ...] = ("fleet.history.cli",)
 
 
 def _cmd_infra(args: argparse.Namespace, settings: Settings) -> int:
@@ -184,8 +190,9 @@ def build_parser() -> argparse.ArgumentParser:
     config.add_argument("--markdown", action="store_true", help="the README table of settings")
     config.set_defaults(handler=_cmd_config)
 
-    # --- commands registered by feature packages (one line each) ---------------------------
-    __import__("fleet.history.cli").history.cli.register(sub)
+    # --- commands registered by feature packages ------------------------------------------
+    for module in FEATURE_CLIS:
+        importlib.import_module(module).register(sub)
     return parser
 
 
