@@ -17,7 +17,7 @@ from typing import TypeVar
 import msgspec
 
 from fleet.errors import InvalidMessage, InvalidPing
-from fleet.records import IDENTIFIER_PATTERN, DeadLetter, Ping
+from fleet.records import IDENTIFIER_RE, DeadLetter, Ping
 
 REASONS = (
     "empty",  # no bytes at all (a tombstone)
@@ -35,7 +35,7 @@ REASONS = (
     "ts_in_future",  # ts_ms more than the allowed skew ahead of the pipeline's clock
 )
 
-_IDENTIFIER = re.compile(IDENTIFIER_PATTERN)
+_IDENTIFIER = re.compile(IDENTIFIER_RE)
 _known_ids: set[str] = set()  # identifiers already seen valid (bounded, see _valid_id)
 _MISSING = re.compile(r"Object missing required field `([^`]+)`")
 _AT = re.compile(r" - at `\$\.?([^`]*)`")

@@ -10,8 +10,19 @@ from typing import Annotated, Any, Literal
 
 import msgspec
 
+# The JSON Schema form (ECMA regexes: `$` is the end of the string). Python checks use
+# IDENTIFIER_RE instead: Python's `$` also matches before a final newline ("drv-1\n").
 IDENTIFIER_PATTERN = r"^[A-Za-z0-9._:-]{1,64}$"
-Identifier = Annotated[str, msgspec.Meta(pattern=IDENTIFIER_PATTERN, min_length=1, max_length=64)]
+IDENTIFIER_RE = r"\A[A-Za-z0-9._:-]{1,64}\Z"
+Identifier = Annotated[
+    str,
+    msgspec.Meta(
+        pattern=IDENTIFIER_RE,
+        min_length=1,
+        max_length=64,
+        extra_json_schema={"pattern": IDENTIFIER_PATTERN},
+    ),
+]
 # The hot path checks the character set itself (with a cache of known-good ids): msgspec's
 # regex check would cost more than the whole rest of decoding. The schema still says it.
 PingIdentifier = Annotated[
@@ -21,15 +32,49 @@ PingIdentifier = Annotated[
 
 EVENT_TYPES = ("shift_start", "arrived", "delivered", "failed", "shift_end")
 FAILURE_REASONS = ("not_home", "access_denied", "wrong_address", "damaged", "refused", "other")
-ALERT_KINDS = ("off_route", "behind_schedule", "stale", "failed_delivery", "eta_window_risk")
+ALERT_KINDS = (
+    "off_route",
+    "behind_schedule",
+    "stale",
+    "failed_delivery",
+    "eta_window_risk",
+    "unassigned_order",
+)
 DRIVER_STATUSES = ("on_schedule", "behind_schedule", "off_route", "stale", "idle")
-COMMAND_TYPES = ("add_stop", "remove_stop", "resequence", "reassign", "cancel_route")
+COMMAND_TYPES = (
+    "add_stop",
+    "remove_stop",
+    "resequence",
+    "reassign",
+    "cancel_route",
+    "optimize",
+    "accept_proposal",
+    "lock_stop",
+    "unlock_stop",
+)
+ROUTE_UPDATE_CAUSES = (
+    "assign",
+    "optimize",
+    "off_route",
+    "stale",
+    "failed_delivery",
+    "behind_schedule",
+    "eta_window_risk",
+    "reassign_stale",
+)  # plus "dispatch:<command type>" for a dispatcher's edit
 
 EventType = Literal["shift_start", "arrived", "delivered", "failed", "shift_end"]
 FailureReason = Literal["not_home", "access_denied", "wrong_address", "damaged", "refused", "other"]
-AlertKind = Literal["off_route", "behind_schedule", "stale", "failed_delivery", "eta_window_risk"]
+AlertKind = Literal[
+    "off_route", "behind_schedule", "stale", "failed_delivery", "eta_window_risk",
+    "unassigned_order",
+]  # fmt: skip
 AlertState = Literal["open", "resolved"]
-CommandType = Literal["add_stop", "remove_stop", "resequence", "reassign", "cancel_route"]
+CommandType = Literal[
+    "add_stop", "remove_stop", "resequence", "reassign", "cancel_route",
+    "optimize", "accept_proposal", "lock_stop", "unlock_stop",
+]  # fmt: skip
+OptimizeScope = Literal["route", "zone"]
 
 
 class Ping(msgspec.Struct, frozen=True, omit_defaults=True, gc=False):
@@ -111,6 +156,23 @@ class DispatchCommand(msgspec.Struct, frozen=True, omit_defaults=True):
     stop_id: Identifier | None = None
     stop_ids: list[Identifier] | None = None
     to_driver_id: Identifier | None = None
+    scope: OptimizeScope | None = None  # optimize: "route" (default) or "zone"
+    proposal_id: Identifier | None = None  # accept_proposal
+
+
+class Order(msgspec.Struct, frozen=True, omit_defaults=True):
+    """A new stop not yet on any route; the pipeline assigns it (stop_id = order_id)."""
+
+    order_id: Identifier
+    lat: float
+    lon: float
+    created_ms: int
+    window_start_ms: int | None = None
+    window_end_ms: int | None = None
+    service_s: float = 0.0
+    demand: int = 0
+    priority: int = 0
+    zone_hint: str | None = None
 
 
 class RouteUpdate(msgspec.Struct, frozen=True, omit_defaults=True):
@@ -124,6 +186,7 @@ class RouteUpdate(msgspec.Struct, frozen=True, omit_defaults=True):
     plan: RoutePlan
     caused_by: str | None = None
     rationale: dict[str, Any] | None = None
+    proposal_id: Identifier | None = None  # set on fleet.route-proposals
 
 
 class Alert(msgspec.Struct, frozen=True, omit_defaults=True):
@@ -168,6 +231,9 @@ class DeadLetter(msgspec.Struct, frozen=True):
     received_ms: int
     raw: str
     raw_encoding: Literal["utf-8", "base64"] = "utf-8"
+    # Set when `raw` is only a prefix of a large input: its full length and SHA-256 (hex).
+    raw_bytes: int | None = None
+    raw_sha256: str | None = None
 
 
 CONTRACT_RECORDS: dict[str, type[msgspec.Struct]] = {
@@ -175,6 +241,7 @@ CONTRACT_RECORDS: dict[str, type[msgspec.Struct]] = {
     "DeliveryEvent": DeliveryEvent,
     "RoutePlan": RoutePlan,
     "DispatchCommand": DispatchCommand,
+    "Order": Order,
     "RouteUpdate": RouteUpdate,
     "Alert": Alert,
     "EtaUpdate": EtaUpdate,

@@ -8,7 +8,7 @@ from typing import Any
 
 import msgspec
 
-from fleet.records import CONTRACT_RECORDS
+from fleet.records import CONTRACT_RECORDS, IDENTIFIER_PATTERN, IDENTIFIER_RE
 
 SCHEMA_DIALECT = "https://json-schema.org/draft/2020-12/schema"
 
@@ -16,7 +16,10 @@ SCHEMA_DIALECT = "https://json-schema.org/draft/2020-12/schema"
 def schema_of(name: str) -> dict[str, Any]:
     """The JSON Schema of one contract record, self-contained ($defs inlined in the document)."""
     record = CONTRACT_RECORDS[name]
-    schema = msgspec.json.schema(record)
+    # Python validates identifiers with \A...\Z; JSON Schema regexes are ECMA, where `$` is
+    # already the end of the string, so the schema states the portable form.
+    text = json.dumps(msgspec.json.schema(record))
+    schema = json.loads(text.replace(json.dumps(IDENTIFIER_RE)[1:-1], IDENTIFIER_PATTERN))
     doc: dict[str, Any] = {"$schema": SCHEMA_DIALECT, "$id": f"fleet/{name}.schema.json"}
     defs = schema.get("$defs", {})
     root = defs.get(record.__name__, schema)

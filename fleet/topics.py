@@ -10,12 +10,16 @@ PINGS = "fleet.pings"
 EVENTS = "fleet.events"
 ROUTES = "fleet.routes"
 COMMANDS = "fleet.commands"
+ORDERS = "fleet.orders"
+ROUTE_PROPOSALS = "fleet.route-proposals"
 ROUTE_UPDATES = "fleet.route-updates"
 ALERTS = "fleet.alerts"
 ETAS = "fleet.etas"
 DLQ = "fleet.pings.dlq"
 
-CONTRACT_TOPICS = (PINGS, EVENTS, ROUTES, COMMANDS, ROUTE_UPDATES, ALERTS, ETAS, DLQ)
+CONTRACT_TOPICS = (
+    PINGS, EVENTS, ROUTES, COMMANDS, ORDERS, ROUTE_PROPOSALS, ROUTE_UPDATES, ALERTS, ETAS, DLQ,
+)  # fmt: skip
 
 
 @dataclass(frozen=True)

@@ -45,6 +45,9 @@ CONTRACT_EXAMPLES = {
     "DeadLetter": {"source_topic": "fleet.pings", "reason": "lat_out_of_range",
                    "detail": "lat=123.4", "received_ms": 1763720505000, "raw": "{}",
                    "raw_encoding": "utf-8"},
+    "Order": {"order_id": "ord-5521", "lat": 52.518, "lon": 13.376, "created_ms": 1763720400000,
+              "window_start_ms": 1763722800000, "window_end_ms": 1763730000000,
+              "service_s": 120, "demand": 2, "priority": 1, "zone_hint": None},
 }  # fmt: skip
 
 
