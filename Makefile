@@ -23,7 +23,8 @@ $(VENV)/.installed: pyproject.toml | $(BIN)/python
 	touch $@
 
 setup: $(VENV)/.installed ## All set-up: venv, packages, redis-server/prometheus, Kafka jars
-	@command -v java >/dev/null || { echo "JDK 17 is required (apt-get install openjdk-17-jre-headless)"; exit 1; }
+	@command -v java >/dev/null || { \
+	  $(SUDO) apt-get update -qq && DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -qq openjdk-17-jre-headless >/dev/null; }
 	@command -v redis-server >/dev/null && command -v prometheus >/dev/null || { \
 	  $(SUDO) apt-get update -qq && DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -qq redis-server prometheus >/dev/null; }
 	@command -v mvn >/dev/null || ls var/kafka-libs/kafka_2.13-*.jar >/dev/null 2>&1 || { \
