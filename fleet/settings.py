@@ -5,10 +5,20 @@ from __future__ import annotations
 from functools import lru_cache
 from pathlib import Path
 
-from pydantic import Field, SecretStr
+from pydantic import Field, SecretStr, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
+
+# (smaller, larger): the first must stay below the second, or an alert flaps / a loop spins.
+ORDERED_PAIRS = (
+    ("behind_schedule_resolve_s", "behind_schedule_s"),
+    ("off_route_resolve_m", "off_route_m"),
+    ("stale_check_interval_s", "stale_after_s"),
+)
+# (smaller, larger) that may be equal.
+BOUNDED_PAIRS = (("history_retry_initial_s", "history_retry_max_s"),)
+PORT_FIELDS = ("worker_web_port", "metrics_port", "history_query_port")
 
 
 class Settings(BaseSettings):
@@ -84,6 +94,28 @@ class Settings(BaseSettings):
     history_query_port: int = Field(
         0, ge=0, description="Port of the worker's read-only history endpoint (0 = any free)"
     )
+
+    @model_validator(mode="after")
+    def _check_across_fields(self) -> Settings:
+        """Settings that only make sense together, each error naming both variables."""
+        for low, high in ORDERED_PAIRS:
+            if getattr(self, low) >= getattr(self, high):
+                raise ValueError(_pair_error(self, low, high, "must be less than"))
+        for low, high in BOUNDED_PAIRS:
+            if getattr(self, low) > getattr(self, high):
+                raise ValueError(_pair_error(self, low, high, "must not exceed"))
+        seen: dict[int, str] = {}
+        for name in PORT_FIELDS:
+            port = getattr(self, name)
+            if port and port in seen:
+                raise ValueError(_pair_error(self, seen[port], name, "must differ from"))
+            seen.setdefault(port, name)
+        return self
+
+
+def _pair_error(settings: Settings, first: str, second: str, relation: str) -> str:
+    a, b = getattr(settings, first), getattr(settings, second)
+    return f"FLEET_{first.upper()}={a} {relation} FLEET_{second.upper()}={b}"
 
 
 @lru_cache(maxsize=1)
