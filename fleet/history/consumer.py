@@ -18,7 +18,7 @@ from __future__ import annotations
 import logging
 import threading
 import time
-from collections.abc import Callable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, NamedTuple, Protocol, cast
 
@@ -30,8 +30,9 @@ from fleet.clock import now_ms
 from fleet.decode import decode_ping_batch, decode_struct
 from fleet.errors import InvalidMessage
 from fleet.history import rows
-from fleet.history.sink import RetryPolicy, batch_token
+from fleet.history.sink import batch_token
 from fleet.records import Alert, DeadLetter, DeliveryEvent, EtaUpdate, RoutePlan
+from fleet.retry import RetryAbandoned, RetryPolicy, Wait
 from fleet.settings import Settings
 from fleet.topics import ALERTS, DLQ, ETAS, EVENTS, PINGS, ROUTES, topic_name
 
@@ -172,7 +173,7 @@ class HistoryConsumer:
         self.settings = settings
         self.writer = writer
         self.sinks = {sink.topic: sink for sink in sinks}
-        self.policy = policy or RetryPolicy.from_settings(settings)
+        self.policy = policy or RetryPolicy.for_history(settings)
         self.config = dict(config or consumer_config(settings))
         self.on_stored = on_stored
         self.on_retry = on_retry
@@ -240,42 +241,49 @@ class HistoryConsumer:
         return out
 
     def _store(self, consumer: Consumer, batch: Sequence[Received]) -> bool:
-        """Insert every table of the batch; False when it must not be committed."""
+        """Insert every table of the batch; False when it must not be committed.
+
+        A failing insert is retried (same token) while the assignment is paused and the
+        consumer polls, so it stays in the group; a revoke or stop abandons the batch.
+        """
         generation = self._generation
         by_topic: dict[str, list[Received]] = {}
         for message in batch:
             by_topic.setdefault(message.topic, []).append(message)
         paused = False
+
+        def wait(delay: float) -> bool:
+            nonlocal paused
+            if not paused:  # no more fetching until the store takes this batch
+                consumer.pause(consumer.assignment())
+                paused = True
+            return self._wait(consumer, delay, generation)
+
         try:
             for topic, messages in by_topic.items():
-                sink = self.sinks[topic]
-                for delay in self._attempts(sink, messages):
-                    if not paused:  # no more fetching until the store takes this batch
-                        consumer.pause(consumer.assignment())
-                        paused = True
-                    if not self._wait(consumer, delay, generation):
-                        return False
+                self._store_topic(self.sinks[topic], messages, wait)
+        except RetryAbandoned:
+            return False
         finally:
             if paused and generation == self._generation:
                 consumer.resume(consumer.assignment())
         return True
 
-    def _attempts(self, sink: TopicSink, messages: Sequence[Received]) -> Iterator[float]:
-        """Try to store until it succeeds, yielding the delay before each retry."""
+    def _store_topic(self, sink: TopicSink, messages: Sequence[Received], wait: Wait) -> None:
+        """Store one topic's messages, retrying until the store takes them or ``wait`` gives up."""
         token = batch_token(sink.table, ((m.topic, m.partition, m.offset) for m in messages))
         # Converted once: skips are counted once however many attempts the insert takes.
         table_rows = sink.rows_of(messages, now_ms())
-        delays = self.policy.delays()
-        while True:
-            try:
-                self.writer.insert_blocking(sink.table, table_rows, token)
-            except Exception as exc:  # any failure of the store is retried; nothing is dropped
-                delay = next(delays)
-                self.on_retry(sink.table, exc, delay)
-                yield delay
-            else:
-                self.on_stored(sink.table, table_rows.num_rows)
-                return
+
+        def on_retry(exc: BaseException, delay: float) -> None:
+            self.on_retry(sink.table, cast(Exception, exc), delay)
+
+        self.policy.run_blocking(
+            lambda: self.writer.insert_blocking(sink.table, table_rows, token),
+            on_retry=on_retry,  # any failure of the store is retried; nothing is dropped
+            wait=wait,
+        )
+        self.on_stored(sink.table, table_rows.num_rows)
 
     def _wait(self, consumer: Consumer, delay: float, generation: int) -> bool:
         """Wait out a retry delay while polling (paused), so the group keeps this member.

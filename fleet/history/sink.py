@@ -12,38 +12,20 @@ from __future__ import annotations
 
 import asyncio
 import hashlib
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterable
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass
-from typing import Any, TypeVar
+from typing import Any, TypeVar, cast
 
 import pyarrow as pa
 from aiohttp import web
 
 from fleet.history.access import OwnedStore, open_owner, query_endpoint
 from fleet.history.store import HistoryStore, Params
+from fleet.retry import RetryPolicy
 from fleet.settings import Settings
 
 T = TypeVar("T")
 RetryHook = Callable[[str, Exception, float], None]
-
-
-@dataclass(frozen=True, slots=True)
-class RetryPolicy:
-    """Exponential backoff: initial_s, doubled per failure, capped at max_s."""
-
-    initial_s: float = 0.2
-    max_s: float = 30.0
-
-    @classmethod
-    def from_settings(cls, settings: Settings) -> RetryPolicy:
-        return cls(settings.history_retry_initial_s, settings.history_retry_max_s)
-
-    def delays(self) -> Iterator[float]:
-        delay = self.initial_s
-        while True:
-            yield min(delay, self.max_s)
-            delay *= 2
 
 
 def batch_token(table: str, offsets: Iterable[tuple[str, int, int]]) -> str:
@@ -72,7 +54,7 @@ class HistoryWriter:
         on_retry: RetryHook = _ignore_retry,
     ) -> None:
         self.settings = settings
-        self.policy = policy or RetryPolicy.from_settings(settings)
+        self.policy = policy or RetryPolicy.for_history(settings)
         self.on_retry = on_retry
         self._executor = ThreadPoolExecutor(1, thread_name_prefix="history-store")
         self._store: HistoryStore | None = None
@@ -106,16 +88,18 @@ class HistoryWriter:
         return await asyncio.get_running_loop().run_in_executor(self._executor, fn, *args)
 
     async def _until_done(self, what: str, fn: Callable[..., T], *args: Any) -> tuple[T, int]:
-        delays = self.policy.delays()
+        """Any failure of the store is retried (the worker lives); returns the attempts too."""
         attempts = 0
-        while True:
+
+        async def attempt() -> T:
+            nonlocal attempts
             attempts += 1
-            try:
-                return await self._call(fn, *args), attempts
-            except Exception as exc:  # any failure of the store is retried; the worker lives
-                delay = next(delays)
-                self.on_retry(what, exc, delay)
-                await asyncio.sleep(delay)
+            return await self._call(fn, *args)
+
+        def on_retry(exc: BaseException, delay: float) -> None:
+            self.on_retry(what, cast(Exception, exc), delay)
+
+        return await self.policy.run(attempt, on_retry=on_retry), attempts
 
     async def open(self) -> None:
         """Open the store (retrying until it can), so readers are served before any batch."""

@@ -12,8 +12,9 @@ from confluent_kafka import Consumer
 
 from fleet.history.access import OwnerLock, history_dir
 from fleet.history.consumer import HistoryConsumer, consumer_config, contract_sinks
-from fleet.history.sink import HistoryWriter, RetryPolicy
+from fleet.history.sink import HistoryWriter
 from fleet.records import DeadLetter, Ping, encode
+from fleet.retry import RetryPolicy
 from fleet.topics import DLQ, PINGS
 from tests.conftest import FleetEnv, produce, wait_until
 from tests.integration.test_history_exactly_once import committed_and_end_offsets

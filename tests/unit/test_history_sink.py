@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import itertools
 import json
 from pathlib import Path
 
@@ -12,16 +11,12 @@ from hypothesis import strategies as st
 
 from fleet.history.access import OwnerLock, history_dir
 from fleet.history.rows import ping_rows
-from fleet.history.sink import HistoryWriter, RetryPolicy, batch_token
+from fleet.history.sink import HistoryWriter, batch_token
 from fleet.records import Ping
+from fleet.retry import RetryPolicy
 from fleet.settings import Settings
 
 NOW = 1_900_000_000_000
-
-
-def test_backoff_doubles_up_to_its_cap() -> None:
-    delays = list(itertools.islice(RetryPolicy(0.5, 3.0).delays(), 6))
-    assert delays == [0.5, 1.0, 2.0, 3.0, 3.0, 3.0]
 
 
 @given(st.lists(st.tuples(st.sampled_from(["a", "b"]), st.integers(0, 11), st.integers(0, 10**9))))
