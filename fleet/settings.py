@@ -42,6 +42,12 @@ class Settings(BaseSettings):
     partitions: int = Field(
         12, ge=1, description="Partitions of every topic (driver-keyed topics are co-partitioned)"
     )
+    # --- servers --------------------------------------------------------------------------
+    listen_host: str = Field(
+        "127.0.0.1",
+        description="Address the pipeline's servers listen on (metrics, history endpoint); "
+        "0.0.0.0 exposes them",
+    )
     # --- worker ---------------------------------------------------------------------------
     worker_web_port: int = Field(6066, description="Faust web port of the worker")
     metrics_port: int = Field(9464, ge=0, description="Prometheus metrics port (0 = off)")
