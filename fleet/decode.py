@@ -8,16 +8,18 @@ else escapes: unexpected decoder failures are mapped to ``invalid_json``.
 from __future__ import annotations
 
 import base64
+import hashlib
+import json
 import math
 import re
 from collections.abc import Iterable
 from dataclasses import dataclass
-from typing import TypeVar
+from typing import Any, TypeVar
 
 import msgspec
 
 from fleet.errors import InvalidMessage, InvalidPing
-from fleet.records import IDENTIFIER_RE, DeadLetter, Ping
+from fleet.records import EPOCH_MS_MIN, IDENTIFIER_RE, DeadLetter, Ping
 
 REASONS = (
     "empty",  # no bytes at all (a tombstone)
@@ -33,7 +35,15 @@ REASONS = (
     "lat_out_of_range",
     "lon_out_of_range",
     "ts_in_future",  # ts_ms more than the allowed skew ahead of the pipeline's clock
+    "out_of_range",  # an integer beyond int64, or a time outside [2000-01-01, 2100-01-01)
 )
+RAW_PREFIX_BYTES = 4096  # a larger input keeps only this prefix in its dead letter
+DETAIL_MAX_CHARS = 300  # a dead letter's detail is cut here
+# The longest `raw` text kept: the base64 length of a full prefix. A UTF-8 prefix whose JSON
+# form would be longer (control characters escape to six bytes each) is kept as base64.
+_RAW_MAX_JSON = 4 * ((RAW_PREFIX_BYTES + 2) // 3)
+_FLOAT_FIELDS = ("lat", "lon", "accuracy_m", "speed_mps", "heading_deg")
+_BOUND = re.compile(r"Expected `int` (>=|<=|<|>) (-?\d+)")
 
 _IDENTIFIER = re.compile(IDENTIFIER_RE)
 _known_ids: set[str] = set()  # identifiers already seen valid (bounded, see _valid_id)
@@ -44,7 +54,18 @@ _PING_DECODER = msgspec.json.Decoder(Ping)
 T = TypeVar("T", bound=msgspec.Struct)
 
 
-def _classify(exc: Exception) -> tuple[str, str]:
+def _value_at(raw: bytes, path: str) -> Any:
+    """The JSON value at a msgspec error path (``stops[0].demand``), for error details."""
+    try:
+        value: Any = json.loads(raw)
+        for name, index in re.findall(r"([^.\[\]]+)|\[(\d+)\]", path):
+            value = value[int(index)] if index else value[name]
+    except (ValueError, LookupError, TypeError):
+        return "?"
+    return value
+
+
+def _classify(exc: Exception, raw: bytes = b"") -> tuple[str, str]:
     """Map a msgspec error to (reason, detail)."""
     text = str(exc)
     if isinstance(exc, msgspec.ValidationError):
@@ -57,9 +78,13 @@ def _classify(exc: Exception) -> tuple[str, str]:
         if "matching regex" in text or "length" in text:
             return "invalid_identifier", f"{field}: {text.split(' - at')[0]}"
         if "Number out of range" in text:
-            if field in ("lat", "lon", "accuracy_m", "speed_mps", "heading_deg"):
+            if field.rsplit(".", 1)[-1] in _FLOAT_FIELDS:
                 return "not_finite", f"{field} overflows a float"
-            return "invalid_value", f"{field} is out of the 64-bit integer range"
+            value = _value_at(raw, field)
+            return "out_of_range", f"{field}={value} is outside the 64-bit integer range"
+        if bound := _BOUND.search(text):
+            value = _value_at(raw, field)
+            return "out_of_range", f"{field}={value}: must be {bound.group(1)} {bound.group(2)}"
         if "Invalid enum value" in text:
             return "invalid_value", f"{field}: {text.split(' - at')[0]}"
         return "wrong_type", f"{field}: {text.split(' - at')[0]}" if field else text
@@ -87,7 +112,7 @@ def decode_struct(raw: bytes | None, decoder: msgspec.json.Decoder[T], max_bytes
     try:
         return decoder.decode(data)
     except (msgspec.DecodeError, msgspec.ValidationError) as exc:
-        reason, detail = _classify(exc)
+        reason, detail = _classify(exc, data)
         raise InvalidMessage(reason, detail) from None
     except Exception as exc:  # a decoder bug must still never crash a worker
         raise InvalidMessage("invalid_json", f"{type(exc).__name__}: {exc}") from None
@@ -124,6 +149,10 @@ def validate_ping(ping: Ping, now_ms: int, max_future_ms: int) -> Ping:
         raise InvalidPing(
             "ts_in_future", f"ts_ms={ping.ts_ms} is {ahead_s:.1f} s ahead of the pipeline clock"
         )
+    if ping.ts_ms < EPOCH_MS_MIN:
+        raise InvalidPing(
+            "out_of_range", f"ts_ms={ping.ts_ms} is before 2000-01-01 ({EPOCH_MS_MIN})"
+        )
     for name in ("accuracy_m", "speed_mps", "heading_deg"):
         value = getattr(ping, name)
         if value is not None and not math.isfinite(value):
@@ -140,22 +169,53 @@ def decode_ping(raw: bytes | None, now_ms: int, max_future_ms: int, max_bytes: i
     return validate_ping(ping, now_ms, max_future_ms)
 
 
+def _raw_text(data: bytes) -> tuple[str, str]:
+    """(text, encoding) of bytes: UTF-8 when they decode and stay short in JSON, else base64."""
+    try:
+        text = data.decode("utf-8")
+    except UnicodeDecodeError:
+        pass
+    else:
+        if len(msgspec.json.encode(text)) <= _RAW_MAX_JSON:
+            return text, "utf-8"
+    return base64.b64encode(data).decode("ascii"), "base64"
+
+
+def _utf8_prefix(data: bytes, limit: int) -> bytes:
+    """At most ``limit`` bytes of data, cut before a UTF-8 character that would be split."""
+    prefix = data[:limit]
+    try:
+        prefix.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        if exc.reason == "unexpected end of data":  # only the last character is cut short
+            return prefix[: exc.start]
+    return prefix
+
+
 def dead_letter(
     source_topic: str, raw: bytes | None, error: InvalidMessage, received_ms: int
 ) -> DeadLetter:
-    """The DeadLetter record of a rejected input, keeping the original bytes."""
+    """The DeadLetter record of a rejected input: its bytes, or a bounded prefix of them.
+
+    An input over RAW_PREFIX_BYTES keeps a prefix (cut on a character boundary when it is
+    UTF-8) with ``raw_bytes`` and ``raw_sha256`` of the whole; the detail is cut at
+    DETAIL_MAX_CHARS, so a dead letter always encodes to a few KiB.
+    """
     data = raw or b""
-    try:
-        text, encoding = data.decode("utf-8"), "utf-8"
-    except UnicodeDecodeError:
-        text, encoding = base64.b64encode(data).decode("ascii"), "base64"
+    truncated = len(data) > RAW_PREFIX_BYTES
+    text, encoding = _raw_text(_utf8_prefix(data, RAW_PREFIX_BYTES) if truncated else data)
+    detail = error.detail
+    if len(detail) > DETAIL_MAX_CHARS:
+        detail = detail[: DETAIL_MAX_CHARS - 1] + "…"
     return DeadLetter(
         source_topic=source_topic,
         reason=error.reason,
-        detail=error.detail,
+        detail=detail,
         received_ms=received_ms,
         raw=text,
         raw_encoding=encoding,  # type: ignore[arg-type]
+        raw_bytes=len(data) if truncated else None,
+        raw_sha256=hashlib.sha256(data).hexdigest() if truncated else None,
     )
 
 
@@ -195,7 +255,7 @@ def decode_ping_batch(
                 and (p.route_id is None or p.route_id in _known_ids)
                 and -90.0 <= p.lat <= 90.0
                 and -180.0 <= p.lon <= 180.0
-                and p.ts_ms <= limit
+                and EPOCH_MS_MIN <= p.ts_ms <= limit
                 and (p.accuracy_m is None or math.isfinite(p.accuracy_m))
                 and (p.speed_mps is None or math.isfinite(p.speed_mps))
                 and (p.heading_deg is None or math.isfinite(p.heading_deg))

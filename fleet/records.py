@@ -23,6 +23,18 @@ Identifier = Annotated[
         extra_json_schema={"pattern": IDENTIFIER_PATTERN},
     ),
 ]
+# Numbers bounded to what the stores hold (docs/ingest.md "Bounds"): every integer fits
+# ClickHouse's and Arrow's Int64, every epoch-millisecond time lies in a plausible window.
+INT64_MIN, INT64_MAX = -(2**63), 2**63 - 1
+EPOCH_MS_MIN = 946_684_800_000  # 2000-01-01T00:00Z, inclusive
+EPOCH_MS_MAX = 4_102_444_800_000  # 2100-01-01T00:00Z, exclusive
+Int64 = Annotated[int, msgspec.Meta(ge=INT64_MIN, le=INT64_MAX)]
+EpochMs = Annotated[int, msgspec.Meta(ge=EPOCH_MS_MIN, lt=EPOCH_MS_MAX)]
+# A ping's time is checked by fleet.decode after the contract's own checks (it also has an
+# upper bound relative to the clock); the schema states the fixed window.
+PingTime = Annotated[
+    int, msgspec.Meta(extra_json_schema={"minimum": EPOCH_MS_MIN, "exclusiveMaximum": EPOCH_MS_MAX})
+]
 # The hot path checks the character set itself (with a cache of known-good ids): msgspec's
 # regex check would cost more than the whole rest of decoding. The schema still says it.
 PingIdentifier = Annotated[
@@ -84,10 +96,10 @@ class Ping(msgspec.Struct, frozen=True, omit_defaults=True, gc=False):
     """
 
     driver_id: PingIdentifier
-    ts_ms: int
+    ts_ms: PingTime
     lat: float
     lon: float
-    seq: int | None = None
+    seq: Int64 | None = None
     accuracy_m: float | None = None
     speed_mps: float | None = None
     heading_deg: float | None = None
@@ -107,7 +119,7 @@ class DeliveryEvent(msgspec.Struct, frozen=True, omit_defaults=True):
     event_id: Identifier
     driver_id: Identifier
     type: EventType
-    ts_ms: int
+    ts_ms: EpochMs
     route_id: Identifier | None = None
     stop_id: Identifier | None = None
     reason: FailureReason | None = None
@@ -122,12 +134,12 @@ class Stop(msgspec.Struct, frozen=True, omit_defaults=True):
     stop_id: Identifier
     lat: float
     lon: float
-    window_start_ms: int | None = None
-    window_end_ms: int | None = None
+    window_start_ms: EpochMs | None = None
+    window_end_ms: EpochMs | None = None
     service_s: float = 0.0
-    demand: int = 0
-    priority: int = 0
-    planned_arrival_ms: int | None = None
+    demand: Int64 = 0
+    priority: Int64 = 0
+    planned_arrival_ms: EpochMs | None = None
 
 
 class RoutePlan(msgspec.Struct, frozen=True, omit_defaults=True):
@@ -135,12 +147,12 @@ class RoutePlan(msgspec.Struct, frozen=True, omit_defaults=True):
 
     route_id: Identifier
     driver_id: Identifier
-    version: int
+    version: Int64
     stops: list[Stop]
     depot: LatLon | None = None
-    shift_start_ms: int | None = None
-    shift_end_ms: int | None = None
-    capacity: int | None = None
+    shift_start_ms: EpochMs | None = None
+    shift_end_ms: EpochMs | None = None
+    capacity: Int64 | None = None
     path: list[tuple[float, float]] | None = None
 
 
@@ -150,7 +162,7 @@ class DispatchCommand(msgspec.Struct, frozen=True, omit_defaults=True):
     command_id: Identifier
     route_id: Identifier
     type: CommandType
-    issued_ms: int
+    issued_ms: EpochMs
     issued_by: str | None = None
     stop: Stop | None = None  # add_stop: only stop_id, lat and lon are required
     stop_id: Identifier | None = None
@@ -166,12 +178,12 @@ class Order(msgspec.Struct, frozen=True, omit_defaults=True):
     order_id: Identifier
     lat: float
     lon: float
-    created_ms: int
-    window_start_ms: int | None = None
-    window_end_ms: int | None = None
+    created_ms: EpochMs
+    window_start_ms: EpochMs | None = None
+    window_end_ms: EpochMs | None = None
     service_s: float = 0.0
-    demand: int = 0
-    priority: int = 0
+    demand: Int64 = 0
+    priority: Int64 = 0
     zone_hint: str | None = None
 
 
@@ -180,9 +192,9 @@ class RouteUpdate(msgspec.Struct, frozen=True, omit_defaults=True):
 
     route_id: Identifier
     driver_id: Identifier
-    version: int
+    version: Int64
     cause: str
-    issued_ms: int
+    issued_ms: EpochMs
     plan: RoutePlan
     caused_by: str | None = None
     rationale: dict[str, Any] | None = None
@@ -196,8 +208,8 @@ class Alert(msgspec.Struct, frozen=True, omit_defaults=True):
     kind: AlertKind
     state: AlertState
     driver_id: Identifier
-    opened_ms: int
-    changed_ms: int
+    opened_ms: EpochMs
+    changed_ms: EpochMs
     severity: str = "warning"
     route_id: Identifier | None = None
     details: dict[str, Any] = msgspec.field(default_factory=dict)
@@ -207,9 +219,9 @@ class StopEta(msgspec.Struct, frozen=True):
     """Arrival-time quantiles of one remaining stop."""
 
     stop_id: Identifier
-    p10_ms: int
-    p50_ms: int
-    p90_ms: int
+    p10_ms: EpochMs
+    p50_ms: EpochMs
+    p90_ms: EpochMs
 
 
 class EtaUpdate(msgspec.Struct, frozen=True, omit_defaults=True):
@@ -218,7 +230,7 @@ class EtaUpdate(msgspec.Struct, frozen=True, omit_defaults=True):
     route_id: Identifier
     driver_id: Identifier
     model_version: str
-    computed_ms: int
+    computed_ms: EpochMs
     stops: list[StopEta]
 
 
@@ -228,11 +240,11 @@ class DeadLetter(msgspec.Struct, frozen=True):
     source_topic: str
     reason: str
     detail: str
-    received_ms: int
+    received_ms: EpochMs
     raw: str
     raw_encoding: Literal["utf-8", "base64"] = "utf-8"
     # Set when `raw` is only a prefix of a large input: its full length and SHA-256 (hex).
-    raw_bytes: int | None = None
+    raw_bytes: Int64 | None = None
     raw_sha256: str | None = None
 
 

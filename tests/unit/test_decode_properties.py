@@ -11,6 +11,7 @@ from hypothesis import strategies as st
 
 from fleet.decode import REASONS, decode_ping_batch
 from fleet.ingest import IngestConfig, Ingestor
+from fleet.records import EPOCH_MS_MIN
 
 NOW = 1_763_720_000_000
 LIMITS = {"source_topic": "fleet.pings", "now_ms": NOW, "max_future_ms": 300_000,
@@ -52,7 +53,7 @@ def _check_outcome(messages: list[bytes]) -> None:
     for p in batch.pings:
         assert -90 <= p.lat <= 90 and -180 <= p.lon <= 180
         assert math.isfinite(p.lat) and math.isfinite(p.lon)
-        assert p.ts_ms <= NOW + 300_000
+        assert EPOCH_MS_MIN <= p.ts_ms <= NOW + 300_000
         assert not isinstance(p.lat, bool) and not isinstance(p.ts_ms, bool)
     # The core downstream of decoding accepts whatever decoding let through.
     Ingestor(IngestConfig()).ingest(batch.pings)
@@ -83,13 +84,13 @@ def test_validity_matches_the_contract_rules(driver, ts, lat, lon):
     batch = decode_ping_batch([(None, raw)], **LIMITS)
     valid = (
         math.isfinite(lat) and math.isfinite(lon) and -90 <= lat <= 90 and -180 <= lon <= 180
-        and ts <= NOW + 300_000
+        and EPOCH_MS_MIN <= ts <= NOW + 300_000
     )  # fmt: skip
     assert (len(batch.pings) == 1) == valid
     if not valid:
         reason = batch.dead_letters[0][1].reason
         assert reason in {"invalid_json", "not_finite", "lat_out_of_range", "lon_out_of_range",
-                          "ts_in_future"}  # fmt: skip
+                          "ts_in_future", "out_of_range"}  # fmt: skip
 
 
 def test_boolean_is_not_a_number():
@@ -106,7 +107,10 @@ def test_message_over_64_kib_is_too_large_even_if_valid_json():
 
 
 def test_unknown_fields_and_nulls_in_optional_fields_are_accepted():
-    raw = b'{"driver_id":"d","ts_ms":1,"lat":1,"lon":1,"seq":null,"speed_mps":null,"new":{"a":1}}'
+    raw = (
+        b'{"driver_id":"d","ts_ms":1763720000000,"lat":1,"lon":1,"seq":null,"speed_mps":null,'
+        b'"new":{"a":1}}'
+    )
     assert len(decode_ping_batch([(None, raw)], **LIMITS).pings) == 1
 
 
