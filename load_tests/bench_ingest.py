@@ -11,17 +11,13 @@ import argparse
 import gc
 import os
 import random
-import subprocess
-import sys
 import threading
 import time
-import urllib.request
 import uuid
 from pathlib import Path
 
 import msgspec
 from confluent_kafka import Producer
-from prometheus_client.parser import text_string_to_metric_families
 
 from fleet import services
 from fleet.clock import now_ms
@@ -29,6 +25,7 @@ from fleet.decode import decode_ping_batch
 from fleet.ingest import IngestConfig, Ingestor
 from fleet.settings import PROJECT_ROOT, Settings
 from fleet.topics import PINGS
+from load_tests.harness import WorkerProcess, free_port, scrape
 from load_tests.simulator import make_fleet, producer_config
 
 
@@ -71,16 +68,6 @@ def bench_core(n: int, drivers: int, batch: int = 5000) -> dict[str, float]:
     return {"pings": n, "seconds": elapsed, "pings_per_s": n / elapsed}
 
 
-def _scrape(port: int) -> dict[str, list[tuple[dict[str, str], float]]]:
-    with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=2) as resp:
-        text = resp.read().decode()
-    out: dict[str, list[tuple[dict[str, str], float]]] = {}
-    for fam in text_string_to_metric_families(text):
-        for s in fam.samples:
-            out.setdefault(s.name, []).append((s.labels, s.value))
-    return out
-
-
 def _quantile(buckets: list[tuple[float, float]], q: float) -> float:
     """Quantile from cumulative histogram buckets (upper bound, count), linear within a bucket."""
     total = buckets[-1][1]
@@ -97,7 +84,7 @@ def _quantile(buckets: list[tuple[float, float]], q: float) -> float:
 
 
 def latency_quantiles(port: int, clock: str) -> tuple[float, float, float]:
-    samples = _scrape(port).get("fleet_ping_to_redis_seconds_bucket", [])
+    samples = scrape(port).get("fleet_ping_to_redis_seconds_bucket", [])
     buckets = sorted(
         (float(labels["le"]), value) for labels, value in samples if labels["clock"] == clock
     )
@@ -107,7 +94,7 @@ def latency_quantiles(port: int, clock: str) -> tuple[float, float, float]:
 
 
 def accepted(port: int) -> float:
-    return sum(v for _, v in _scrape(port).get("fleet_pings_accepted_total", []))
+    return sum(v for _, v in scrape(port).get("fleet_pings_accepted_total", []))
 
 
 def bench_e2e(seconds: float, rate: int, drivers: int, tmp: Path) -> dict[str, float]:
@@ -115,26 +102,13 @@ def bench_e2e(seconds: float, rate: int, drivers: int, tmp: Path) -> dict[str, f
     base = Settings()
     services.up(base, lambda _m: None, with_prometheus=False)
     run = uuid.uuid4().hex[:8]
-    port = 19464
+    port = free_port()
     env = {**os.environ, "FLEET_TOPIC_PREFIX": f"bench{run}.", "FLEET_APP_ID": f"bench-{run}",
            "FLEET_METRICS_PORT": str(port), "FLEET_VAR_DIR": str(tmp)}  # fmt: skip
     settings = Settings(topic_prefix=env["FLEET_TOPIC_PREFIX"], app_id=env["FLEET_APP_ID"])
     services.ensure_topics(settings)
-    log = open(tmp / "bench-worker.log", "wb")  # noqa: SIM115
-    worker = subprocess.Popen(
-        [sys.executable, "-m", "fleet.cli", "worker", "-l", "warn"],
-        env=env, cwd=PROJECT_ROOT, stdout=log, stderr=subprocess.STDOUT,
-    )  # fmt: skip
+    worker = WorkerProcess(env, tmp / "bench-worker.log", loglevel="warn").start()
     try:
-        deadline = time.monotonic() + 60
-        while time.monotonic() < deadline:
-            if worker.poll() is not None:
-                raise SystemExit(f"worker exited {worker.returncode}; see {tmp}/bench-worker.log")
-            try:
-                _scrape(port)
-                break
-            except OSError:
-                time.sleep(0.5)
         time.sleep(5)  # partitions assigned
         producer = Producer(producer_config(base.kafka_bootstrap))
         topic = f"{env['FLEET_TOPIC_PREFIX']}{PINGS}"
@@ -184,11 +158,7 @@ def bench_e2e(seconds: float, rate: int, drivers: int, tmp: Path) -> dict[str, f
                 "p50_kafka_ms": p50 * 1000, "p99_kafka_ms": p99 * 1000,
                 "p50_event_ms": e50 * 1000, "p99_event_ms": e99 * 1000}  # fmt: skip
     finally:
-        worker.terminate()
-        try:
-            worker.wait(30)
-        except subprocess.TimeoutExpired:
-            worker.kill()
+        worker.stop()
         services.delete_topics(base.kafka_bootstrap, (env["FLEET_TOPIC_PREFIX"], f"bench-{run}"))
 
 

@@ -10,26 +10,24 @@ from __future__ import annotations
 import argparse
 import os
 import random
-import signal
-import subprocess
 import sys
 import threading
 import time
-import urllib.request
 from collections.abc import Callable
+from pathlib import Path
 
 import msgspec
 import redis
 from confluent_kafka import Producer
-from prometheus_client.parser import text_string_to_metric_families
 from rich.console import Console
 from rich.live import Live
 from rich.table import Table
 
 from fleet import services
 from fleet.clock import now_ms
-from fleet.settings import PROJECT_ROOT, Settings, get_settings
+from fleet.settings import Settings, get_settings
 from fleet.topics import PINGS, topic_name
+from load_tests.harness import WorkerProcess, metric_totals
 from load_tests.simulator import make_fleet, producer_config
 
 BROKEN = [
@@ -38,21 +36,6 @@ BROKEN = [
     b'{"driver_id":"drv-x","ts_ms":1,"lat":true,"lon":13.4}',
     b"not json",
 ]
-
-
-def read_metrics(port: int) -> dict[str, float]:
-    """Sum of each metric family's samples from the worker's /metrics endpoint."""
-    try:
-        with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=1) as resp:
-            text = resp.read().decode()
-    except OSError:
-        return {}
-    totals: dict[str, float] = {}
-    for family in text_string_to_metric_families(text):
-        for sample in family.samples:
-            if sample.name.endswith("_total") or sample.name.endswith("_count"):
-                totals[sample.name] = totals.get(sample.name, 0.0) + sample.value
-    return totals
 
 
 class Simulation(threading.Thread):
@@ -124,16 +107,13 @@ def run(drivers: int, duration_s: float, invalid_rate: float) -> int:
     log: Callable[[str], None] = console.print
     started = [s for s in services.services(settings) if s.status().state == "stopped"]
     services.up(settings, log)
-    worker_log = open(os.path.join(settings.var_dir, "demo-worker.log"), "ab")  # noqa: SIM115
-    worker = subprocess.Popen(
-        [sys.executable, "-m", "fleet.cli", "worker", "-l", "info"], cwd=PROJECT_ROOT,
-        stdout=worker_log, stderr=subprocess.STDOUT, start_new_session=True,
-    )  # fmt: skip
+    worker_log = Path(settings.var_dir) / "demo-worker.log"
+    worker = WorkerProcess(dict(os.environ), worker_log).start()
     sim = Simulation(settings, drivers, duration_s, invalid_rate)
     r = redis.Redis.from_url(settings.redis_url, decode_responses=True)
     interrupted = False
     try:
-        log(f"worker pid {worker.pid} (log: {worker_log.name}); simulating {drivers} drivers "
+        log(f"worker pid {worker.pid} (log: {worker_log}); simulating {drivers} drivers "
             f"for {duration_s:.0f} s — Ctrl-C stops")  # fmt: skip
         sim.start()
         start = time.monotonic()
@@ -142,10 +122,10 @@ def run(drivers: int, duration_s: float, invalid_rate: float) -> int:
         with Live(console=console, refresh_per_second=2, auto_refresh=False) as live:
             while sim.is_alive() or time.monotonic() - start < 5:
                 time.sleep(1.0)
-                if worker.poll() is not None:
-                    log(f"[red]worker exited with {worker.returncode}; see {worker_log.name}")
+                if not worker.alive():
+                    log(f"[red]worker exited; see {worker_log}")
                     return 1
-                metrics = read_metrics(settings.metrics_port)
+                metrics = metric_totals(settings.metrics_port)
                 now = time.monotonic()
                 accepted = metrics.get("fleet_pings_accepted_total", 0.0)
                 rate = (accepted - last[1]) / max(1e-6, now - last[0])
@@ -157,7 +137,7 @@ def run(drivers: int, duration_s: float, invalid_rate: float) -> int:
                     console.print(view)
                 if not sim.is_alive() and now - start > duration_s + 5:
                     break
-            metrics = read_metrics(settings.metrics_port)
+            metrics = metric_totals(settings.metrics_port)
             elapsed = time.monotonic() - start
             average = metrics.get("fleet_pings_accepted_total", 0.0) / max(elapsed, 1e-6)
             console.print("[bold]final summary")
@@ -168,12 +148,7 @@ def run(drivers: int, duration_s: float, invalid_rate: float) -> int:
     finally:
         sim.stop_event.set()
         sim.join(15)
-        if worker.poll() is None:
-            os.killpg(worker.pid, signal.SIGTERM)
-            try:
-                worker.wait(30)
-            except subprocess.TimeoutExpired:
-                os.killpg(worker.pid, signal.SIGKILL)
+        worker.stop()
         for service in reversed(started):
             service.down(log)
     return 130 if interrupted else 0

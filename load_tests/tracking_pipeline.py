@@ -3,9 +3,6 @@
 from __future__ import annotations
 
 import os
-import socket
-import subprocess
-import sys
 import tempfile
 import time
 import uuid
@@ -21,53 +18,13 @@ from confluent_kafka import Consumer, Producer
 from fleet import services
 from fleet.clock import now_ms
 from fleet.records import Alert, DeliveryEvent, Ping, encode
-from fleet.settings import PROJECT_ROOT, Settings
+from fleet.settings import Settings
 from fleet.topics import ALERTS, EVENTS, PINGS, ROUTES, topic_name
+from load_tests.harness import WorkerProcess, free_port
 from load_tests.scenarios import SimulatedDriver
 
 READY_S = 120.0
 QUIET_S = 10.0  # alerts topic silent this long after the last position landed: done
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
-class WorkerProcess:
-    """A `fleet worker` subprocess; restarted (from its changelogs) if something stops it."""
-
-    def __init__(self, env: dict[str, str], log: Path) -> None:
-        self.env, self.log = env, log
-        self.restarts = 0
-        self.proc = self._start()
-
-    def _start(self) -> subprocess.Popen[bytes]:
-        offset = self.log.stat().st_size if self.log.exists() else 0
-        with open(self.log, "ab") as out:
-            proc = subprocess.Popen(
-                [sys.executable, "-m", "fleet.cli", "worker", "-l", "info"],
-                env=self.env, cwd=PROJECT_ROOT, stdout=out, stderr=subprocess.STDOUT,
-                start_new_session=True,
-            )  # fmt: skip
-        deadline = time.monotonic() + READY_S
-        while b"[^Worker]: Ready" not in self.log.read_bytes()[offset:]:
-            if proc.poll() is not None or time.monotonic() > deadline:
-                raise RuntimeError(f"worker not ready:\n{self.log.read_text()[-3000:]}")
-            time.sleep(0.25)
-        return proc
-
-    def ensure_alive(self) -> None:
-        if self.proc.poll() is not None:
-            self.restarts += 1
-            print(f"worker exited ({self.proc.returncode}); restarting")
-            self.proc = self._start()
-
-    def kill(self) -> None:
-        if self.proc.poll() is None:
-            os.killpg(self.proc.pid, 9)
-            self.proc.wait(10)
 
 
 @contextmanager
@@ -80,14 +37,14 @@ def isolated_worker(base: Settings) -> Iterator[tuple[Settings, WorkerProcess]]:
         "FLEET_TOPIC_PREFIX": f"score{run}.",
         "FLEET_APP_ID": f"score-{run}",
         "FLEET_VAR_DIR": str(var),
-        "FLEET_METRICS_PORT": str(_free_port()),
-        "FLEET_WORKER_WEB_PORT": str(_free_port()),
+        "FLEET_METRICS_PORT": str(free_port()),
+        "FLEET_WORKER_WEB_PORT": str(free_port()),
     }
     settings = base.model_copy(
         update={"topic_prefix": env["FLEET_TOPIC_PREFIX"], "app_id": env["FLEET_APP_ID"]}
     )
     services.ensure_topics(settings)
-    worker = WorkerProcess(env, var / "worker.log")
+    worker = WorkerProcess(env, var / "worker.log", ready_s=READY_S).start()
     try:
         yield settings, worker
     finally:

@@ -1,21 +1,48 @@
-"""The one Faust app of the pipeline: broker, topics, tables; agents register by import.
+"""The one Faust app of the pipeline: broker settings, resources, table helpers.
 
-Run it with ``fleet worker`` (or ``faust -A streams.app worker``).
+Importing this module declares; nothing connects. Services registered with
+``app.resource`` start before the agents and stop after them. The agents register in
+``streams.worker`` (run it with ``fleet worker``).
 """
 
 from __future__ import annotations
 
 import logging
-from typing import Any
+from collections.abc import Iterable
+from typing import Any, TypeVar
 
 import faust
+from faust.types.tables import GlobalTableT
+from mode import ServiceT
 
 from fleet.settings import get_settings
-from fleet.topics import DLQ, PINGS, topic_name
 
 settings = get_settings()
+S = TypeVar("S", bound=ServiceT)
 
-app = faust.App(
+
+class FleetApp(faust.App):
+    """A Faust app whose resource services start before the agents and stop after them."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.resources: list[ServiceT] = []
+
+    def resource(self, service: S) -> S:
+        """Own ``service`` (a client, pool, thread or server) for the worker's lifetime.
+
+        Unlike ``@app.service`` (started once tables are recovered, after the agents),
+        resources are running before the first message reaches an agent.
+        """
+        self.resources.append(service)
+        return service
+
+    def on_init_dependencies(self) -> Iterable[ServiceT]:
+        # mode stops dependencies in reverse order: resources close after the agents.
+        return [*self.resources, *super().on_init_dependencies()]
+
+
+app = FleetApp(
     settings.app_id,
     broker=f"kafka://{settings.kafka_bootstrap}",
     store="memory://",  # tables are rebuilt from their changelog topics on start
@@ -35,12 +62,9 @@ app = faust.App(
     table_cleanup_interval=60.0,
 )
 
-
-def raw_topic(base: str, **kwargs: Any) -> faust.TopicT:
-    """A contract topic whose keys and values stay bytes (decoded by fleet.decode)."""
-    return app.topic(
-        topic_name(settings, base), key_serializer="raw", value_serializer="raw", **kwargs
-    )
+_BYTES: faust.Schema = faust.Schema(
+    key_type=bytes, value_type=bytes, key_serializer="raw", value_serializer="raw"
+)
 
 
 class SourcePartitionedTable(faust.Table):
@@ -62,18 +86,23 @@ class SourcePartitionedTable(faust.Table):
 
 def source_partitioned_table(name: str) -> SourcePartitionedTable:
     """A bytes -> bytes table (driver_id -> msgpack state), co-partitioned with its source."""
-    schema: faust.Schema = faust.Schema(
-        key_type=bytes, value_type=bytes, key_serializer="raw", value_serializer="raw"
-    )
     table = SourcePartitionedTable(
-        app, name=name, schema=schema, key_type=bytes, value_type=bytes,
+        app, name=name, schema=_BYTES, key_type=bytes, value_type=bytes,
         partitions=settings.partitions, beacon=app.tables.beacon,
     )  # fmt: skip
     return app.tables.add(table)  # type: ignore[return-value]
 
 
-pings_topic = raw_topic(PINGS)
-dlq_topic = raw_topic(DLQ)
+def global_bytes_table(name: str) -> GlobalTableT:
+    """A bytes -> bytes table every worker holds whole (changelog partition from the key)."""
+    return app.GlobalTable(
+        name,
+        schema=_BYTES,
+        key_type=bytes,
+        value_type=bytes,
+        partitions=settings.partitions,
+        use_partitioner=True,
+    )
 
 
 @app.task
@@ -85,12 +114,3 @@ async def drop_spinner_debug_level() -> None:
     levels = [h.level for h in root.handlers if type(h).__name__ != "SpinnerHandler"]
     if levels and root.level < min(levels):
         root.setLevel(min(levels))
-
-
-def main() -> None:
-    """Entry point of ``fleet worker``: a Faust worker of this app."""
-    app.main()
-
-
-# Agents register themselves on import (kept last: they import `app` from here).
-from streams import history, ingest, tracking  # noqa: E402, F401

@@ -54,13 +54,15 @@ def _on_lag(topic: str, behind: int) -> None:
     LAG.labels(topic).set(behind)
 
 
-writer = HistoryWriter(settings, on_retry=_on_retry)
-
-
 @app.service
 class HistorySink(Service):
-    """Store owner, read endpoint and history consumer, started and stopped with the worker."""
+    """Store owner, read endpoint and history consumer, started and stopped with the worker.
 
+    Started once tables are recovered (``@app.service``): history reads its own consumer
+    group, so it does not need to be up before the agents.
+    """
+
+    writer: HistoryWriter | None = None
     consumer: HistoryConsumer | None = None
     thread: threading.Thread | None = None
 
@@ -68,6 +70,7 @@ class HistorySink(Service):
     async def _own_store_then_consume(self) -> None:
         # Readers are served from the start; the group is joined only once the store is
         # ours, so a second worker waiting for the embedded store takes no partitions.
+        self.writer = writer = HistoryWriter(settings, on_retry=_on_retry)
         await writer.serve_readers(settings.history_query_port)
         await writer.open()
         self.consumer = HistoryConsumer(
@@ -87,4 +90,5 @@ class HistorySink(Service):
             await asyncio.to_thread(self.thread.join, STOP_TIMEOUT_S)
             if self.thread.is_alive():
                 log.error("history consumer did not stop in %.0f s", STOP_TIMEOUT_S)
-        await writer.close()
+        if self.writer is not None:
+            await self.writer.close()

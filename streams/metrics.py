@@ -1,14 +1,16 @@
-"""Prometheus metrics of the pipeline, served by each worker."""
+"""Prometheus metrics of the ingest path (served by streams.resources.MetricsServer)."""
 
 from __future__ import annotations
 
-from prometheus_client import Counter, Gauge, Histogram, start_http_server
+from prometheus_client import Counter, Gauge, Histogram
 
 LATENCY_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0)
 
 PINGS_ACCEPTED = Counter("fleet_pings_accepted_total", "Valid pings seen for the first time")
 PINGS_REJECTED = Counter(
-    "fleet_pings_rejected_total", "Invalid pings sent to the dead-letter topic", ["reason"]
+    "fleet_pings_rejected_total",
+    "Pings sent to the dead-letter topic (also in fleet_dead_letters_total)",
+    ["reason"],
 )
 PINGS_DUPLICATE = Counter("fleet_pings_duplicate_total", "Pings dropped as duplicates")
 PINGS_LATE = Counter("fleet_pings_late_total", "Pings older than the live position (history only)")
@@ -24,13 +26,4 @@ PING_TO_REDIS = Histogram(
     ["clock"],  # event: from ts_ms; kafka: from the Kafka record timestamp
     buckets=LATENCY_BUCKETS,
 )
-PING_HOOK_ERRORS = Counter(
-    "fleet_ping_hook_errors_total", "Ping batches the route-tracking hook raised on (logged)"
-)
 CONSUMER_LAG = Gauge("fleet_consumer_lag", "Messages behind the high watermark", ["partition"])
-
-
-def serve(port: int) -> None:
-    """Serve /metrics on 0.0.0.0:port (0 = do not serve)."""
-    if port:
-        start_http_server(port)

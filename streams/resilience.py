@@ -1,15 +1,20 @@
-"""Retry policy for effects on services: transient failures wait and retry, never drop data."""
+"""Retries of the agents' effects on services: transient failures wait and retry, never drop.
+
+Waiting is the backpressure: an agent does not take its next batch while a store is down.
+"""
 
 from __future__ import annotations
 
-import asyncio
 import logging
 from collections.abc import Awaitable, Callable
 from typing import TypeVar
 
+from aiokafka.errors import KafkaConnectionError, KafkaTimeoutError
 from prometheus_client import Counter
 from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import TimeoutError as RedisTimeoutError
+
+from fleet.retry import RetryPolicy
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
@@ -22,23 +27,25 @@ EFFECT_RETRIES = Counter(
 TRANSIENT: tuple[type[BaseException], ...] = (
     RedisConnectionError,
     RedisTimeoutError,
+    KafkaConnectionError,
+    KafkaTimeoutError,
     ConnectionError,
     TimeoutError,
     OSError,
 )
+EFFECTS_POLICY = RetryPolicy(initial_s=0.1, max_s=5.0)
 
 
-async def retry_transient(
-    effect: str, action: Callable[[], Awaitable[T]], max_delay_s: float = 5.0
-) -> T:
-    """Run ``action`` until it succeeds; back off on transient errors (this is backpressure:
-    the agent does not take the next batch while a store is down)."""
-    delay = 0.1
-    while True:
-        try:
-            return await action()
-        except TRANSIENT as exc:
-            EFFECT_RETRIES.labels(effect).inc()
-            log.warning("%s failed (%s); retrying in %.1f s", effect, exc, delay)
-            await asyncio.sleep(delay)
-            delay = min(delay * 2, max_delay_s)
+def is_transient(exc: BaseException) -> bool:
+    """A failure of a service that waiting may cure (not a bug, not bad data)."""
+    return isinstance(exc, TRANSIENT)
+
+
+async def retry_transient(effect: str, action: Callable[[], Awaitable[T]]) -> T:
+    """Run ``action`` until it succeeds, backing off on transient errors (logged, counted)."""
+
+    def on_retry(exc: BaseException, delay: float) -> None:
+        EFFECT_RETRIES.labels(effect).inc()
+        log.warning("%s failed (%s); retrying in %.1f s", effect, exc, delay)
+
+    return await EFFECTS_POLICY.run(action, is_transient, on_retry)

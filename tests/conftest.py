@@ -8,10 +8,6 @@ FAILS under CI (env ``CI`` set) and is skipped elsewhere.
 from __future__ import annotations
 
 import os
-import signal
-import socket
-import subprocess
-import sys
 import time
 import uuid
 from collections.abc import Callable, Iterator
@@ -22,9 +18,10 @@ import pytest
 from confluent_kafka import Consumer, Producer
 
 from fleet import services
-from fleet.settings import PROJECT_ROOT, Settings
+from fleet.settings import Settings
+from load_tests.harness import WorkerProcess, free_port
 
-WORKER_READY_S = 90.0
+WorkerHandle = WorkerProcess  # a `fleet worker` subprocess (load_tests/harness.py)
 
 
 def service_unavailable(message: str) -> None:
@@ -35,10 +32,11 @@ def service_unavailable(message: str) -> None:
 
 @pytest.fixture(scope="session")
 def stack() -> Iterator[Settings]:
-    """Kafka and Redis up for the session; returns the base settings."""
+    """Kafka, Redis and Mosquitto up for the session; returns the base settings."""
     settings = Settings()
     started = []
-    for service in (services.Kafka(settings), services.Redis(settings)):
+    needed = (services.Kafka(settings), services.Redis(settings), services.Mosquitto(settings))
+    for service in needed:
         was = service.status().state
         try:
             service.up(lambda _msg: None)
@@ -49,12 +47,6 @@ def stack() -> Iterator[Settings]:
     yield settings
     for service in reversed(started):
         service.down(lambda _msg: None)
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 class FleetEnv(dict[str, str]):
@@ -100,67 +92,14 @@ def fleet_env(stack: Settings, tmp_path: Path) -> Iterator[FleetEnv]:
     services.delete_topics(stack.kafka_bootstrap, (env.prefix, f"{overrides['FLEET_APP_ID']}-"))
 
 
-class WorkerHandle:
-    """A `fleet worker` subprocess."""
-
-    def __init__(self, env: dict[str, str], log: Path) -> None:
-        self.env = env
-        self.log = log
-        self.proc: subprocess.Popen[bytes] | None = None
-
-    def start(self) -> WorkerHandle:
-        offset = self.log.stat().st_size if self.log.exists() else 0
-        with open(self.log, "ab") as out:
-            self.proc = subprocess.Popen(
-                [sys.executable, "-m", "fleet.cli", "worker", "-l", "info"],
-                env=self.env, cwd=PROJECT_ROOT, stdout=out, stderr=subprocess.STDOUT,
-                start_new_session=True,
-            )  # fmt: skip
-        deadline = time.monotonic() + WORKER_READY_S
-        while time.monotonic() < deadline:
-            if self.proc.poll() is not None:
-                raise RuntimeError(f"worker exited {self.proc.returncode}:\n{self.tail()}")
-            with open(self.log, "rb") as f:
-                f.seek(offset)
-                if b"[^Worker]: Ready" in f.read():
-                    return self
-            time.sleep(0.25)
-        raise RuntimeError(f"worker not ready after {WORKER_READY_S} s:\n{self.tail()}")
-
-    def tail(self, n: int = 4000) -> str:
-        return self.log.read_text(errors="replace")[-n:] if self.log.exists() else ""
-
-    def kill(self) -> None:
-        """SIGKILL: no shutdown, no commit (a crash)."""
-        if self.proc and self.proc.poll() is None:
-            os.killpg(self.proc.pid, signal.SIGKILL)
-            self.proc.wait(10)
-
-    def stop(self) -> None:
-        """SIGTERM and wait for a clean shutdown."""
-        if self.proc and self.proc.poll() is None:
-            os.killpg(self.proc.pid, signal.SIGTERM)
-            try:
-                self.proc.wait(30)
-            except subprocess.TimeoutExpired:
-                self.kill()
-
-    def restart(self) -> WorkerHandle:
-        self.stop()
-        return self.start()
-
-    def alive(self) -> bool:
-        return self.proc is not None and self.proc.poll() is None
-
-
 @pytest.fixture
-def worker(tmp_path: Path) -> Iterator[Callable[..., WorkerHandle]]:
-    """Factory: worker(env, **extra_env) starts a ready `fleet worker`; stopped at teardown."""
-    handles: list[WorkerHandle] = []
+def worker(tmp_path: Path) -> Iterator[Callable[..., WorkerProcess]]:
+    """Factory: worker(env, **extra_env) starts a ready `fleet worker`; killed at teardown."""
+    handles: list[WorkerProcess] = []
 
-    def start(env: dict[str, str], **extra: Any) -> WorkerHandle:
+    def start(env: dict[str, str], **extra: Any) -> WorkerProcess:
         merged = {**env, **{k: str(v) for k, v in extra.items()}}
-        handle = WorkerHandle(merged, tmp_path / f"worker-{len(handles)}.log")
+        handle = WorkerProcess(merged, tmp_path / f"worker-{len(handles)}.log", ready_s=90.0)
         handles.append(handle)
         return handle.start()
 

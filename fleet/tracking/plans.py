@@ -9,6 +9,10 @@ import msgspec
 from fleet.errors import InvalidCommand
 from fleet.records import DispatchCommand, RoutePlan, Stop
 
+# Command types this module applies; the others (optimize, proposals, locks) belong to the
+# decision agent, which registers for them.
+DISPATCH_EDITS = frozenset({"add_stop", "remove_stop", "resequence", "reassign", "cancel_route"})
+
 
 def is_newer(current: RoutePlan | None, incoming: RoutePlan) -> bool:
     """Whether ``incoming`` replaces ``current``: the latest version wins, late old ones lose."""
@@ -131,4 +135,6 @@ def apply_command(
         return _resequence(plan, cmd)
     if cmd.type == "reassign":
         return _reassign(plan, cmd, target)
-    return _cancel(plan, cmd)
+    if cmd.type == "cancel_route":
+        return _cancel(plan, cmd)
+    raise InvalidCommand("unsupported_command", f"{cmd.type} is not a dispatcher edit")

@@ -14,6 +14,7 @@ import redis
 from fleet.clock import now_ms
 from fleet.records import Ping
 from fleet.topics import DLQ, PINGS
+from load_tests.harness import metric_totals
 from tests.conftest import consume_all, produce, wait_until
 
 pytestmark = pytest.mark.integration
@@ -193,9 +194,7 @@ def test_restarted_worker_resumes_driver_state_from_the_changelog(fleet_env, wor
 
 
 def _metrics(env: dict[str, str]) -> dict[str, float]:
-    from load_tests.demo import read_metrics
-
-    return read_metrics(int(env["FLEET_METRICS_PORT"]))
+    return metric_totals(int(env["FLEET_METRICS_PORT"]))
 
 
 def test_rejections_are_counted_by_reason_in_prometheus(fleet_env, worker):

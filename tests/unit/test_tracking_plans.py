@@ -75,6 +75,9 @@ def test_cancel_route_empties_it() -> None:
         (PLAN, _cmd("remove_stop"), None, "missing_field"),
         (PLAN, _cmd("reassign", stop_ids=["st-1"], to_driver_id="drv-z"), None, "unknown_route"),
         (PLAN, _cmd("resequence", stop_ids=["st-1", "st-1"]), None, "invalid_value"),
+        # Not dispatcher edits: applied by the agent registered for them, never here.
+        (PLAN, _cmd("optimize"), None, "unsupported_command"),
+        (PLAN, _cmd("lock_stop", stop_id="st-1"), None, "unsupported_command"),
     ],
 )
 def test_commands_that_cannot_apply_say_why(

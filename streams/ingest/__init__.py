@@ -1,0 +1,1 @@
+"""Ingest: raw pings in batches -> dead letters, driver state, live positions in Redis."""

@@ -1,0 +1,126 @@
+"""The ingest agent and its timers; moved pings go to whoever subscribed to ``moved_pings``."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Iterable, Sequence
+
+from faust.types import TP, EventT, StreamT
+
+from fleet.clock import now_ms
+from fleet.decode import dead_letter, decode_ping_batch
+from fleet.ingest import LivePosition
+from fleet.live import SWEEP_LUA, WRITE_POSITIONS_LUA, position_args
+from fleet.topics import PINGS, topic_name
+from streams import hooks, metrics
+from streams.app import app, settings
+from streams.dead_letters import PROCESSING_ERRORS, processing_error, send_letter
+from streams.ingest.state import INGESTOR, forget, load_states, save_states, unsaved
+from streams.resilience import retry_transient
+from streams.resources import redis
+from streams.topics import pings_topic
+
+log = logging.getLogger(__name__)
+
+SOURCE = topic_name(settings, PINGS)
+
+
+@app.agent(pings_topic)
+async def ingest(stream: StreamT[bytes]) -> None:
+    batches = stream.take_events(  # type: ignore[attr-defined]
+        settings.batch_size, within=settings.batch_within_s
+    )
+    async for events in batches:
+        try:
+            await ingest_events(events)
+        except Exception:
+            # A bug must not stop the pipeline or lose the batch: isolate the culprit(s),
+            # starting again from the durable states.
+            log.exception("ingest batch of %d failed; retrying message by message", len(events))
+            forget()
+            await ingest_one_by_one(events)
+
+
+async def ingest_one_by_one(events: Sequence[EventT]) -> None:
+    """Process each message alone; one that still fails is dead-lettered (processing_error)."""
+    for event in events:
+        try:
+            await ingest_events([event])
+        except Exception as exc:
+            log.exception("ping at offset %s cannot be processed", event.message.offset)
+            PROCESSING_ERRORS.labels(PINGS).inc()
+            letter = dead_letter(SOURCE, event.value, processing_error(exc), now_ms())
+            await send_letter(PINGS, event.key, letter)
+            metrics.PINGS_REJECTED.labels(letter.reason).inc()
+
+
+async def ingest_events(events: Sequence[EventT]) -> None:
+    """One batch: decode, de-duplicate, move live positions, dead-letter the invalid."""
+    received = now_ms()
+    decoded = decode_ping_batch(
+        ((e.key, e.value) for e in events),
+        source_topic=SOURCE,
+        now_ms=received,
+        max_future_ms=settings.max_future_ms,
+        max_bytes=settings.max_message_bytes,
+    )
+    partition_of: dict[str, int] = {}
+    for ping, i in zip(decoded.pings, decoded.positions, strict=True):
+        partition_of[ping.driver_id] = events[i].message.partition
+    load_states(partition_of)
+    result = INGESTOR.ingest(decoded.pings)
+    # Effects in an order that keeps a retried batch correct: the read model first (idempotent,
+    # last-writer-wins), then the state that marks these pings as seen.
+    if result.live:
+        args: list[str | int] = [settings.position_ttl_s]
+        args += position_args(result.live.values(), received)
+        write_positions = redis.script(WRITE_POSITIONS_LUA)
+        await retry_transient("redis_positions", lambda: write_positions(args=args))
+    written = now_ms()
+    for driver in result.changed:
+        unsaved.mark(driver)
+    save_states(unsaved.take_due())
+    for dl_key, letter in decoded.dead_letters:
+        await send_letter(PINGS, dl_key, letter)
+        metrics.PINGS_REJECTED.labels(letter.reason).inc()
+    _observe(events, result.live.values(), written)
+    metrics.PINGS_ACCEPTED.inc(len(result.accepted))
+    metrics.PINGS_DUPLICATE.inc(result.duplicates)
+    metrics.PINGS_LATE.inc(result.late)
+    metrics.PINGS_JUMP.inc(result.jumps)
+    metrics.BATCH_SIZE.observe(len(events))
+    if result.moved:
+        # Subscribers' failures are theirs (logged, counted): valid pings already live are
+        # neither undone nor dead-lettered.
+        await hooks.moved_pings.fire(hooks.MovedPings(result.moved, received, partition_of))
+
+
+def _observe(events: Sequence[EventT], live: Iterable[LivePosition], written_ms: int) -> None:
+    """Latency from each live ping's ts_ms and each record's Kafka timestamp; lag per partition."""
+    event_clock = metrics.PING_TO_REDIS.labels("event")
+    kafka_clock = metrics.PING_TO_REDIS.labels("kafka")
+    for pos in live:
+        event_clock.observe(max(0.0, (written_ms - pos.ping.ts_ms) / 1000))
+    written_s = written_ms / 1000
+    last: dict[TP, int] = {}
+    for e in events:
+        kafka_clock.observe(max(0.0, written_s - e.message.timestamp))
+        last[e.message.tp] = e.message.offset
+    for tp, offset in last.items():
+        high = app.consumer.highwater(tp)
+        if high is not None:
+            metrics.CONSUMER_LAG.labels(str(tp.partition)).set(max(0, high - 1 - offset))
+
+
+@app.timer(interval=min(1.0, max(settings.state_flush_s, 0.1)))
+async def flush_states_periodically() -> None:
+    """Quiet drivers' last changes are saved too, not only when the next batch comes."""
+    save_states(unsaved.take_due())
+
+
+@app.timer(interval=settings.sweep_interval_s)
+async def sweep_expired() -> None:
+    """Drop expired markers from fleet:pos and drivers gone quiet from zone counts."""
+    now = now_ms()
+    sweep = redis.script(SWEEP_LUA)
+    await sweep(args=[now - settings.position_ttl_s * 1000, now - settings.zone_ttl_s * 1000])

@@ -1,0 +1,222 @@
+"""Tracking agents: route plans, delivery events, dispatch commands, moved pings, stale timer.
+
+Error policy: streams/dead_letters.py (invalid -> dead letter; a bug -> dead letter with
+``processing_error``; the stream goes on). Moved pings and the timer have no message to
+dead-letter: a bug there skips the driver for that step, logged and counted.
+"""
+
+from __future__ import annotations
+
+import logging
+from functools import partial
+
+import msgspec
+from faust.types import EventT, StreamT
+
+from fleet.clock import now_ms
+from fleet.decode import decode_struct
+from fleet.live import driver_key
+from fleet.records import DeliveryEvent, DispatchCommand, Ping, RoutePlan
+from fleet.topics import COMMANDS, EVENTS, ROUTES
+from fleet.tracking.plans import DISPATCH_EDITS, apply_command, is_newer
+from fleet.tracking.sync import RECENT_COMMANDS, PlanRecord
+from fleet.tracking.tracker import DriverTrack, apply_event, apply_pings, check_timers
+from streams import hooks
+from streams.app import app, settings
+from streams.dead_letters import PROCESSING_ERRORS, handle_or_dead_letter
+from streams.resilience import retry_transient
+from streams.resources import redis
+from streams.topics import commands_topic, events_topic, routes_topic
+from streams.tracking.effects import Effects
+from streams.tracking.publish import publish_plan
+from streams.tracking.state import (
+    CONFIG,
+    known_drivers,
+    load_record,
+    load_track,
+    remember_fixes,
+    route_of_driver,
+    save_track,
+    store_record,
+    synced,
+    track_lock,
+    tracks,
+    warm_up,
+    write_due_tracks,
+)
+
+log = logging.getLogger(__name__)
+
+_PLAN = msgspec.json.Decoder(RoutePlan)
+_EVENT = msgspec.json.Decoder(DeliveryEvent)
+_COMMAND = msgspec.json.Decoder(DispatchCommand)
+
+
+async def store_plan(record: PlanRecord, previous: PlanRecord | None) -> None:
+    """Make ``record`` current, show the route in the read model, tell ``plan_changed``."""
+    plan = record.plan
+    store_record(record)
+    set_route = partial(redis.client.hset, driver_key(plan.driver_id), "route_id", plan.route_id)
+    await retry_transient("redis_tracking", set_route)
+    previous_version = previous.plan.version if previous is not None else None
+    await hooks.plan_changed.fire(hooks.PlanChanged(plan, previous_version))
+
+
+# --- route plans ----------------------------------------------------------------------------
+
+
+@app.agent(routes_topic)
+async def track_route_plans(stream: StreamT[bytes]) -> None:
+    """Latest plan version per route; late old versions are ignored."""
+    async for event in stream.events():
+        if event.value is None:
+            continue  # a tombstone compacts a route away; there is nothing to track
+        await handle_or_dead_letter(ROUTES, event, handle_plan)
+
+
+async def handle_plan(event: EventT) -> None:
+    plan = decode_struct(event.value, _PLAN, settings.max_message_bytes)
+    current = load_record(plan.route_id)
+    if current is None or is_newer(current.plan, plan):
+        await store_plan(PlanRecord(plan, commands=current.commands if current else []), current)
+
+
+# --- delivery events ------------------------------------------------------------------------
+
+
+@app.agent(events_topic)
+async def track_delivery_events(stream: StreamT[bytes]) -> None:
+    """Arrivals, outcomes and shift boundaries, in order per driver."""
+    async for event in stream.events():
+        await handle_or_dead_letter(EVENTS, event, handle_event)
+
+
+async def handle_event(event: EventT) -> None:
+    delivery = decode_struct(event.value, _EVENT, settings.max_message_bytes)
+    async with track_lock:
+        now = now_ms()
+        before = load_track(delivery.driver_id).track
+        sync, geo = synced(before, now)
+        result = apply_event(sync.track, geo, delivery, CONFIG)
+        effects = Effects()
+        effects.add(before, result.track, geo, [*sync.alerts, *result.alerts], now)
+        await effects.flush()
+        save_track(result.track, event.message.partition)
+
+
+# --- dispatch commands ----------------------------------------------------------------------
+
+
+@app.agent(commands_topic)
+async def apply_dispatch_commands(stream: StreamT[bytes]) -> None:
+    """Dispatcher edits become new plan versions; other command types go to their registered
+    handler (hooks.command_handlers); a command that cannot apply is dead-lettered."""
+    async for event in stream.events():
+        await handle_or_dead_letter(COMMANDS, event, handle_command)
+
+
+async def handle_command(event: EventT) -> None:
+    cmd = decode_struct(event.value, _COMMAND, settings.max_message_bytes)
+    if cmd.type not in DISPATCH_EDITS:
+        await hooks.command_handlers.handle(cmd)
+        return
+    record = load_record(cmd.route_id)
+    if record is not None and cmd.command_id in record.commands:
+        return  # a redelivered command already applied
+    target = None
+    if cmd.type == "reassign" and cmd.to_driver_id is not None:
+        target = load_record(route_of_driver(cmd.to_driver_id))
+    outcome = apply_command(record.plan if record else None, cmd, target.plan if target else None)
+    for plan in outcome.plans:
+        previous = record if plan.route_id == cmd.route_id else target
+        assert previous is not None
+        handled = [
+            (h.route_id, list(h.stop_ids), h.how)
+            for h in outcome.handled
+            if h.route_id == plan.route_id
+        ]
+        commands = [*previous.commands[-(RECENT_COMMANDS - 1) :], cmd.command_id]
+        await store_plan(PlanRecord(plan, handled, commands), previous)
+        rationale = {"moved_stops": [sid for _, ids, _ in handled for sid in ids]}
+        await publish_plan(
+            plan, f"dispatch:{cmd.type}", f"command:{cmd.command_id}", rationale, cmd.issued_ms
+        )
+
+
+# --- moved pings ----------------------------------------------------------------------------
+
+
+@hooks.moved_pings.register
+async def track_moved_pings(moved: hooks.MovedPings) -> None:
+    """Pings that moved live positions, from the ingest agent, in order per driver."""
+    async with track_lock:
+        await _track_pings(moved.pings, moved.received_ms, moved.partitions)
+
+
+async def _track_pings(pings: list[Ping], now: int, partitions: dict[str, int]) -> None:
+    by_driver: dict[str, list[Ping]] = {}
+    for ping in pings:
+        by_driver.setdefault(ping.driver_id, []).append(ping)
+    effects = Effects()
+    saves: list[tuple[DriverTrack, int | None]] = []
+    for driver_id, driver_pings in by_driver.items():
+        try:
+            before = load_track(driver_id).track
+            sync, geo = synced(before, now)
+            driver_pings.sort(key=lambda p: p.ts_ms)
+            result = apply_pings(sync.track, geo, driver_pings, now, CONFIG)
+        except Exception:
+            # Valid pings are already live: this driver skips a tracking step, counted.
+            log.exception("tracking pings of %s failed", driver_id)
+            PROCESSING_ERRORS.labels("tracking_pings").inc()
+            continue
+        remember_fixes(driver_pings)
+        effects.add(before, result.track, geo, [*sync.alerts, *result.alerts], now)
+        saves.append((result.track, partitions.get(driver_id)))
+    await effects.flush()
+    for track, partition in saves:
+        save_track(track, partition)
+
+
+# --- stale timer ----------------------------------------------------------------------------
+
+
+def _owned_partitions() -> set[int]:
+    """Partitions of the tracks changelog this worker is active for (not standby)."""
+    changelog = tracks.changelog_topic.get_topic_name()
+    return {tp.partition for tp in app.assignor.assigned_actives() if tp.topic == changelog}
+
+
+@app.timer(interval=settings.stale_check_interval_s)
+async def check_stale_drivers() -> None:
+    """Silence on shift makes a driver stale; plan changes reach quiet drivers too."""
+    async with track_lock:
+        await _check_all_drivers()
+        write_due_tracks()
+
+
+async def _check_all_drivers() -> None:
+    now = now_ms()
+    warming_up = warm_up.warming_up(now)
+    owned = _owned_partitions()
+    effects = Effects()
+    saves: list[tuple[DriverTrack, int | None]] = []
+    for driver_id in known_drivers():
+        try:
+            stored = load_track(driver_id)
+            if stored.partition is not None and stored.partition not in owned:
+                continue
+            before = stored.track
+            sync, geo = synced(before, now)
+            result = sync if warming_up else check_timers(sync.track, geo, now, CONFIG)
+        except Exception:
+            log.exception("stale check of %r failed", driver_id)
+            PROCESSING_ERRORS.labels("tracking_timer").inc()
+            continue
+        alerts = sync.alerts if warming_up else [*sync.alerts, *result.alerts]
+        if alerts or result.track != before:
+            effects.add(before, result.track, geo, alerts, now)
+            saves.append((result.track, stored.partition))
+    await effects.flush()
+    for track, partition in saves:
+        save_track(track, partition)
