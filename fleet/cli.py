@@ -19,12 +19,7 @@ Handler = Callable[[argparse.Namespace, Settings], int]
 # Feature packages add their sub-commands through a ``register(subparsers)`` function in
 # these modules. They are named, not imported, here, so the kernel never depends on them
 # (a module's own imports happen inside its handlers, keeping `fleet --help` fast).
-FEATURE_CLIS: tuple[str, ...] = (
-    "fleet.history.cli",
-    "decision.cli",
-    "gateway.cli",
-    "dashboards.cli",
-)
+FEATURE_CLIS: tuple[str, ...] = ("fleet.history.cli",)
 
 
 def _cmd_infra(args: argparse.Namespace, settings: Settings) -> int:
@@ -33,28 +28,11 @@ def _cmd_infra(args: argparse.Namespace, settings: Settings) -> int:
     if args.action == "fetch":
         services.Kafka(settings).ensure_jars(print)
         return 0
-    if args.secure:
-        return _secure_infra(args.action, settings)
     if args.action == "up":
         services.up(settings, with_prometheus=None if args.prometheus else False)
     elif args.action == "down":
         services.down(settings)
     for status in services.status(settings):
-        print(status.line())
-    return 0
-
-
-def _secure_infra(action: str, settings: Settings) -> int:
-    from fleet import secure_profile
-    from fleet.security import KAFKA_ROLES
-
-    if action == "up":
-        profile = secure_profile.up(settings)
-        print(f"secure profile: clients load {profile.env_file('<role>')}, roles:",
-              " ".join(KAFKA_ROLES))  # fmt: skip
-    elif action == "down":
-        secure_profile.down(settings)
-    for status in secure_profile.status(settings):
         print(status.line())
     return 0
 
@@ -157,24 +135,8 @@ def _cmd_config(args: argparse.Namespace, settings: Settings) -> int:
         print(settings_table())
     else:
         for name, value in settings.model_dump().items():
-            print(f"FLEET_{name.upper()}={_shown(value)}")
+            print(f"FLEET_{name.upper()}={'***' if 'url' in name and value else value}")
     return 0
-
-
-def _shown(value: object) -> object:
-    """A setting as `fleet config` prints it: secrets and URL passwords masked."""
-    from urllib.parse import urlsplit
-
-    from pydantic import SecretStr
-
-    if isinstance(value, SecretStr):
-        return "***" if value.get_secret_value() else ""
-    if isinstance(value, str) and "://" in value:
-        url = urlsplit(value)
-        if url.password:
-            user = f"{url.username}:" if url.username else ":"
-            return url._replace(netloc=f"{user}***@{url.netloc.rpartition('@')[2]}").geturl()
-    return value
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -188,11 +150,6 @@ def build_parser() -> argparse.ArgumentParser:
         dest="prometheus",
         action="store_false",
         help="do not start Prometheus with `up`",
-    )
-    infra.add_argument(
-        "--secure",
-        action="store_true",
-        help="the secure profile: SASL_SSL broker with ACLs, TLS Redis with ACL users",
     )
     infra.set_defaults(handler=_cmd_infra)
 
