@@ -32,11 +32,10 @@ def service_unavailable(message: str) -> None:
 
 @pytest.fixture(scope="session")
 def stack() -> Iterator[Settings]:
-    """Kafka, Redis and Mosquitto up for the session; returns the base settings."""
+    """Kafka and Redis up for the session; returns the base settings."""
     settings = Settings()
     started = []
-    needed = (services.Kafka(settings), services.Redis(settings), services.Mosquitto(settings))
-    for service in needed:
+    for service in (services.Kafka(settings), services.Redis(settings)):
         was = service.status().state
         try:
             service.up(lambda _msg: None)
