@@ -19,45 +19,28 @@ import logging
 import threading
 import time
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass
-from typing import Any, NamedTuple, Protocol, cast
+from typing import Any, Protocol, cast
 
-import msgspec
 import pyarrow as pa
 from confluent_kafka import Consumer, KafkaError, KafkaException, Message, TopicPartition
 
 from fleet.clock import now_ms
-from fleet.decode import decode_ping_batch, decode_struct
-from fleet.errors import InvalidMessage
-from fleet.history import rows
 from fleet.history.sink import batch_token
-from fleet.records import Alert, DeadLetter, DeliveryEvent, EtaUpdate, RoutePlan
+from fleet.history.topic_sinks import (
+    DeadLetterSender,
+    KafkaDeadLetters,
+    Received,
+    TopicSink,
+    contract_sinks,
+    convert,
+)
 from fleet.retry import RetryAbandoned, RetryPolicy, Wait
 from fleet.settings import Settings
-from fleet.topics import ALERTS, DLQ, ETAS, EVENTS, PINGS, ROUTES, topic_name
 
 log = logging.getLogger(__name__)
+__all__ = ["HistoryConsumer", "Received", "consumer_config", "contract_sinks", "history_group"]
 
 
-class Received(NamedTuple):
-    """One polled message, with where it came from (its identity for tokens and commits)."""
-
-    topic: str
-    partition: int
-    offset: int
-    key: bytes | None
-    value: bytes | None
-
-    @classmethod
-    def of(cls, message: Message) -> Received:
-        return cls(
-            cast(str, message.topic()), cast(int, message.partition()),
-            cast(int, message.offset()), message.key(), message.value(),
-        )  # fmt: skip
-
-
-RowsOf = Callable[[Sequence[Received], int], pa.Table]  # messages, ingested_ms -> rows
-SkipHook = Callable[[str, str], None]  # table, reason
 RetryHook = Callable[[str, Exception, float], None]  # table, error, delay
 StoredHook = Callable[[str, int], None]  # table, rows
 LagHook = Callable[[str, int], None]  # topic, messages behind
@@ -76,69 +59,6 @@ def _ignore(*_args: Any) -> None:
 def history_group(settings: Settings) -> str:
     """The consumer group of the history sink (apart from the live path's group)."""
     return f"{settings.app_id}-history"
-
-
-@dataclass(frozen=True, slots=True)
-class TopicSink:
-    """Where one topic's messages go: a history table and how its rows are made."""
-
-    topic: str
-    table: str
-    rows_of: RowsOf
-
-
-def ping_sink(settings: Settings, on_skip: SkipHook = _ignore) -> TopicSink:
-    """Pings: the valid ones become rows; the invalid (dead-lettered by ingest) are skipped."""
-    topic = topic_name(settings, PINGS)
-
-    def rows_of(messages: Sequence[Received], ingested_ms: int) -> pa.Table:
-        decoded = decode_ping_batch(
-            ((m.key, m.value) for m in messages),
-            source_topic=topic,
-            now_ms=ingested_ms,
-            max_future_ms=settings.max_future_ms,
-            max_bytes=settings.max_message_bytes,
-        )
-        for _key, letter in decoded.dead_letters:
-            on_skip("pings", letter.reason)
-        return rows.ping_rows(decoded.pings, ingested_ms)
-
-    return TopicSink(topic, "pings", rows_of)
-
-
-def record_sink(
-    settings: Settings,
-    base_topic: str,
-    table: str,
-    record_type: type[msgspec.Struct],
-    build: Callable[[Sequence[Any], int], pa.Table],
-    on_skip: SkipHook = _ignore,
-) -> TopicSink:
-    """A contract record topic: decoded records become rows; the invalid are skipped."""
-    decoder = msgspec.json.Decoder(record_type)
-
-    def rows_of(messages: Sequence[Received], ingested_ms: int) -> pa.Table:
-        records = []
-        for message in messages:
-            try:
-                records.append(decode_struct(message.value, decoder, settings.max_message_bytes))
-            except InvalidMessage as exc:
-                on_skip(table, exc.reason)
-        return build(records, ingested_ms)
-
-    return TopicSink(topic_name(settings, base_topic), table, rows_of)
-
-
-def contract_sinks(settings: Settings, on_skip: SkipHook = _ignore) -> list[TopicSink]:
-    """Every topic history stores, with its table."""
-    return [
-        ping_sink(settings, on_skip),
-        record_sink(settings, EVENTS, "events", DeliveryEvent, rows.event_rows, on_skip),
-        record_sink(settings, ALERTS, "alerts", Alert, rows.alert_rows, on_skip),
-        record_sink(settings, ETAS, "etas", EtaUpdate, rows.eta_rows, on_skip),
-        record_sink(settings, ROUTES, "route_plans", RoutePlan, rows.route_plan_rows, on_skip),
-        record_sink(settings, DLQ, "dead_letters", DeadLetter, rows.dead_letter_rows, on_skip),
-    ]
 
 
 def consumer_config(settings: Settings, session_timeout_s: float = 10.0) -> dict[str, Any]:
@@ -169,6 +89,7 @@ class HistoryConsumer:
         on_stored: StoredHook = _ignore,
         on_retry: RetryHook = _ignore,
         on_lag: LagHook = _ignore,
+        dead_letters: DeadLetterSender | None = None,
     ) -> None:
         self.settings = settings
         self.writer = writer
@@ -178,6 +99,9 @@ class HistoryConsumer:
         self.on_stored = on_stored
         self.on_retry = on_retry
         self.on_lag = on_lag
+        self.dead_letters = dead_letters or KafkaDeadLetters(
+            settings, self.config.get("bootstrap.servers")
+        )
         self._stopping = threading.Event()
         self._consumer: Consumer | None = None
         # Bumped on every revoke or loss: a batch taken under an older generation is dropped.
@@ -209,6 +133,7 @@ class HistoryConsumer:
         finally:
             self._commit_stored(consumer)
             consumer.close()
+            self.dead_letters.close()
             log.info("history consumer closed")
 
     # --- the loop --------------------------------------------------------------------------
@@ -273,17 +198,21 @@ class HistoryConsumer:
         """Store one topic's messages, retrying until the store takes them or ``wait`` gives up."""
         token = batch_token(sink.table, ((m.topic, m.partition, m.offset) for m in messages))
         # Converted once: skips are counted once however many attempts the insert takes.
-        table_rows = sink.rows_of(messages, now_ms())
+        converted = convert(sink, messages, now_ms())
+        unsent = list(converted.rejected)
+
+        def attempt() -> None:
+            if unsent:  # rejected rows are dead-lettered before the batch can be committed
+                self.dead_letters.send(unsent)
+                unsent.clear()
+            self.writer.insert_blocking(sink.table, converted.rows, token)
 
         def on_retry(exc: BaseException, delay: float) -> None:
             self.on_retry(sink.table, cast(Exception, exc), delay)
 
-        self.policy.run_blocking(
-            lambda: self.writer.insert_blocking(sink.table, table_rows, token),
-            on_retry=on_retry,  # any failure of the store is retried; nothing is dropped
-            wait=wait,
-        )
-        self.on_stored(sink.table, table_rows.num_rows)
+        # Any failure of the store (or the dead-letter topic) is retried; nothing is dropped.
+        self.policy.run_blocking(attempt, on_retry=on_retry, wait=wait)
+        self.on_stored(sink.table, converted.rows.num_rows)
 
     def _wait(self, consumer: Consumer, delay: float, generation: int) -> bool:
         """Wait out a retry delay while polling (paused), so the group keeps this member.

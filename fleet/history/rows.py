@@ -141,6 +141,8 @@ def dead_letter_rows(letters: Sequence[DeadLetter], ingested_ms: int) -> pa.Tabl
             "received_ms": pa.array([d.received_ms for d in letters], pa.int64()),
             "raw": pa.array([d.raw for d in letters], pa.string()),
             "raw_encoding": pa.array([d.raw_encoding for d in letters], pa.string()),
+            "raw_bytes": pa.array([d.raw_bytes for d in letters], pa.int64()),
+            "raw_sha256": pa.array([d.raw_sha256 for d in letters], pa.string()),
             "ingested_ms": _ingested(len(letters), ingested_ms),
         }
     )

@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 from string import Template
 
+from fleet.history.errors import HistoryError
 from fleet.settings import PROJECT_ROOT, Settings
 
 DDL_DIR = PROJECT_ROOT / "infra" / "clickhouse"
@@ -60,3 +62,28 @@ def ttl_statements(settings: Settings) -> list[str]:
             f"ALTER TABLE {DATABASE}.{table} MODIFY {ttl} SETTINGS materialize_ttl_after_modify = 0"
         )
     return out
+
+
+# The partition expressions the DDL uses: a day or a month of an epoch-ms column.
+_PARTITION_BY = re.compile(
+    r"^PARTITION BY (?:(toYYYYMM)\()?toDate\(intDiv\((\w+), 1000\)\)\)?$", re.MULTILINE
+)
+
+
+def partition_keys(ddl_dir: Path = DDL_DIR) -> dict[str, tuple[str, str]]:
+    """Per partitioned table, its (epoch-ms column, "day" or "month"), read from the DDL.
+
+    A table absent from the result has no partitions; a PARTITION BY of another shape is
+    an error, so the insert limits cannot silently drift from the DDL.
+    """
+    keys = {}
+    for path in ddl_files(ddl_dir):
+        table = _table_of(path)
+        text = path.read_text()
+        if table is None or "PARTITION BY" not in text:
+            continue
+        match = _PARTITION_BY.search(text)
+        if match is None:
+            raise HistoryError(f"{path.name}: PARTITION BY of an unknown shape")
+        keys[table] = (match.group(2), "month" if match.group(1) else "day")
+    return keys

@@ -20,6 +20,7 @@ import pyarrow as pa
 from aiohttp import web
 
 from fleet.history.access import OwnedStore, open_owner, query_endpoint
+from fleet.history.partitions import split_for_insert
 from fleet.history.store import HistoryStore, Params
 from fleet.retry import RetryPolicy
 from fleet.settings import Settings
@@ -73,7 +74,9 @@ class HistoryWriter:
             self._store.lock.publish(self._port)
 
     def _insert(self, table: str, rows: pa.Table, token: str | None) -> None:
-        self._open().insert(table, rows, token)
+        store = self._open()
+        for part, part_token in split_for_insert(table, rows, token):  # per-insert limits
+            store.insert(table, part, part_token)
 
     def _query(self, sql: str, fmt: str, params: Params) -> bytes:
         return self._open().query(sql, fmt, params)
