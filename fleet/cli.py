@@ -34,6 +34,8 @@ def _cmd_infra(args: argparse.Namespace, settings: Settings) -> int:
         services.down(settings)
     for status in services.status(settings):
         print(status.line())
+    if args.secure:
+        return _secure_infra(args.action, settings)
     return 0
 
 
@@ -43,6 +45,21 @@ def _cmd_worker(args: argparse.Namespace, settings: Settings) -> int:
             "--without-web"]  # fmt: skip
     os.execv(sys.executable, argv)
     return 0  # pragma: no cover - execv does not return
+def _secure_infra(action: str, settings: Settings) -> int:
+    from fleet import secure_profile
+    from fleet.security import KAFKA_ROLES
+
+    if action == "up":
+        profile = secure_profile.up(settings)
+        print(f"secure profile: clients load {profile.env_file('<role>')}, roles:",
+              " ".join(KAFKA_ROLES))  # fmt: skip
+    elif action == "down":
+        secure_profile.down(settings)
+    for status in secure_profile.status(settings):
+        print(status.line())
+    return 0
+
+
 
 
 def _print_rows(rows: Sequence[dict[str, Any]], fmt: str) -> None:
@@ -135,7 +152,7 @@ def _cmd_config(args: argparse.Namespace, settings: Settings) -> int:
         print(settings_table())
     else:
         for name, value in settings.model_dump().items():
-            print(f"FLEET_{name.upper()}={'***' if 'url' in name and value else value}")
+            print(f"FLEET_{name.upper()}={_shown(value)}")
     return 0
 
 
@@ -145,6 +162,22 @@ def build_parser() -> argparse.ArgumentParser:
 
     infra = sub.add_parser("infra", help="start, stop or show the local services")
     infra.add_argument("action", choices=["up", "down", "status", "fetch"])
+def _shown(value: object) -> object:
+    """A setting as `fleet config` prints it: secrets and URL passwords masked."""
+    from urllib.parse import urlsplit
+
+    from pydantic import SecretStr
+
+    if isinstance(value, SecretStr):
+        return "***" if value.get_secret_value() else ""
+    if isinstance(value, str) and "://" in value:
+        url = urlsplit(value)
+        if url.password:
+            user = f"{url.username}:" if url.username else ":"
+            return url._replace(netloc=f"{user}***@{url.netloc.rpartition('@')[2]}").geturl()
+    return value
+
+
     infra.add_argument(
         "--no-prometheus",
         dest="prometheus",
@@ -157,6 +190,11 @@ def build_parser() -> argparse.ArgumentParser:
     worker.add_argument("-l", "--loglevel", default="info")
     worker.set_defaults(handler=_cmd_worker)
 
+    infra.add_argument(
+        "--secure",
+        action="store_true",
+        help="the secure profile: SASL_SSL broker with ACLs, TLS Redis with ACL users",
+    )
     replay = sub.add_parser("replay", help="run the ingest core over a JSON-lines/Parquet file")
     replay.add_argument("file")
     replay.add_argument("--now-ms", type=int, default=None, help="the pipeline clock (default now)")

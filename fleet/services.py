@@ -25,6 +25,7 @@ from urllib.parse import urlparse
 
 from fleet.errors import ServiceUnavailable
 from fleet.settings import PROJECT_ROOT, Settings
+from fleet.clients import confluent_config
 from fleet.topics import topic_specs
 
 KAFKA_POM = PROJECT_ROOT / "infra" / "kafka" / "pom.xml"
@@ -254,11 +255,8 @@ class Kafka(_Service):
                     "process.roles=broker,controller",
                     "node.id=1",
                     f"controller.quorum.voters=1@{host}:{port + 1}",
-                    f"listeners=PLAINTEXT://{host}:{port},CONTROLLER://{host}:{port + 1}",
-                    f"advertised.listeners=PLAINTEXT://{host}:{port}",
                     "controller.listener.names=CONTROLLER",
-                    "listener.security.protocol.map=PLAINTEXT:PLAINTEXT,CONTROLLER:PLAINTEXT",
-                    "inter.broker.listener.name=PLAINTEXT",
+                    *self.listener_properties(host, port),
                     f"log.dirs={data}",
                     f"num.partitions={self.settings.partitions}",
                     "offsets.topic.replication.factor=1",
@@ -285,12 +283,25 @@ class Kafka(_Service):
             cluster_id = base64.urlsafe_b64encode(uuid.uuid4().bytes).decode().rstrip("=")
             subprocess.run(
                 [*self._java(), "kafka.tools.StorageTool", "format", "-t", cluster_id,
-                 "-c", str(props), "--standalone"],
+                 "-c", str(props), "--standalone", *self.format_options()],
                 check=True, stdout=subprocess.DEVNULL,
             )  # fmt: skip
 
     def _java(self) -> list[str]:
         classpath = ":".join(str(p) for p in sorted(self.libs.glob("*.jar")))
+    def listener_properties(self, host: str, port: int) -> list[str]:
+        """The listeners: PLAINTEXT for clients, the controller on the next port."""
+        return [
+            f"listeners=PLAINTEXT://{host}:{port},CONTROLLER://{host}:{port + 1}",
+            f"advertised.listeners=PLAINTEXT://{host}:{port}",
+            "listener.security.protocol.map=PLAINTEXT:PLAINTEXT,CONTROLLER:PLAINTEXT",
+            "inter.broker.listener.name=PLAINTEXT",
+        ]
+
+    def format_options(self) -> list[str]:
+        """Extra options of the storage format (the secure broker's SCRAM users)."""
+        return []
+
         return [
             "java",
             "-Xms256m",
@@ -311,7 +322,7 @@ class Kafka(_Service):
             return False
         from confluent_kafka.admin import AdminClient
 
-        admin = AdminClient({"bootstrap.servers": f"{host}:{port}", "log_level": 0})
+        admin = AdminClient(confluent_config(self.settings, {"log_level": 0}))
         try:
             return bool(admin.list_topics(timeout=2).brokers)
         except Exception:
@@ -383,7 +394,7 @@ def ensure_topics(settings: Settings) -> None:
     """Create the contract topics (idempotent)."""
     from confluent_kafka.admin import AdminClient, NewTopic
 
-    admin = AdminClient({"bootstrap.servers": settings.kafka_bootstrap, "log_level": 0})
+    admin = AdminClient(confluent_config(settings, {"log_level": 0}))
     existing = set(admin.list_topics(timeout=10).topics)
     new = [
         NewTopic(
@@ -405,12 +416,17 @@ def ensure_topics(settings: Settings) -> None:
                 raise ServiceUnavailable(f"cannot create topic {name}: {exc}") from exc
 
 
-def delete_topics(bootstrap: str, prefixes: tuple[str, ...]) -> list[str]:
+def delete_topics(
+    bootstrap: str, prefixes: tuple[str, ...], settings: Settings | None = None
+) -> list[str]:
     """Delete every topic whose name starts with one of the prefixes (a test or benchmark
-    run's topics and its consumer group's changelogs); return the names."""
+    run's topics and its consumer group's changelogs); return the names. ``settings``, when
+    given, supplies the credentials (with ``bootstrap`` as the address)."""
     from confluent_kafka.admin import AdminClient
 
-    admin = AdminClient({"bootstrap.servers": bootstrap, "log_level": 0})
+    base = settings or Settings(kafka_bootstrap=bootstrap)
+    config = confluent_config(base, {"bootstrap.servers": bootstrap, "log_level": 0})
+    admin = AdminClient(config)
     names = [t for t in admin.list_topics(timeout=10).topics if t.startswith(prefixes)]
     if names:
         for future in admin.delete_topics(names, operation_timeout=30).values():

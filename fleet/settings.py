@@ -2,11 +2,16 @@
 
 from __future__ import annotations
 
+import os
 from functools import lru_cache
 from pathlib import Path
+from typing import Any, Literal
 
 from pydantic import Field, SecretStr, model_validator
-from pydantic_settings import BaseSettings, SettingsConfigDict
+from pydantic.fields import FieldInfo
+from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
+
+from fleet.errors import ConfigError
 
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
 
@@ -101,6 +106,66 @@ class Settings(BaseSettings):
         0, ge=0, description="Port of the worker's read-only history endpoint (0 = any free)"
     )
 
+    # --- security (docs/security.md); any field also reads FLEET_<NAME>_FILE -------------
+    kafka_security_protocol: Literal["PLAINTEXT", "SASL_SSL"] = Field(
+        "PLAINTEXT", description="PLAINTEXT (local development) or SASL_SSL (secure profile)"
+    )
+    kafka_sasl_mechanism: Literal["SCRAM-SHA-512", "SCRAM-SHA-256"] = Field(
+        "SCRAM-SHA-512", description="SASL mechanism with SASL_SSL"
+    )
+    kafka_username: str | None = Field(None, description="SASL user (a role's principal)")
+    kafka_password: SecretStr | None = Field(
+        None, description="SASL password (or FLEET_KAFKA_PASSWORD_FILE=<path>)"
+    )
+    kafka_ssl_cafile: Path | None = Field(
+        None, description="PEM of the CA that signed the broker certificate (unset = system CAs)"
+    )
+    redis_username: str | None = Field(None, description="Redis ACL user (unset = default)")
+    redis_password: SecretStr | None = Field(
+        None, description="Redis password (or FLEET_REDIS_PASSWORD_FILE=<path>)"
+    )
+    redis_ssl_cafile: Path | None = Field(
+        None, description="PEM of the CA of Redis's TLS certificate (with a rediss:// URL)"
+    )
+    secure_kafka_port: int = Field(
+        9094, ge=1, description="SASL_SSL port of `fleet infra up --secure` (controller: +1)"
+    )
+    secure_redis_port: int = Field(6380, ge=1, description="TLS port of the secure profile's Redis")
+
+    @classmethod
+    def settings_customise_sources(
+        cls,
+        settings_cls: type[BaseSettings],
+        init_settings: PydanticBaseSettingsSource,
+        env_settings: PydanticBaseSettingsSource,
+        dotenv_settings: PydanticBaseSettingsSource,
+        file_secret_settings: PydanticBaseSettingsSource,
+    ) -> tuple[PydanticBaseSettingsSource, ...]:
+        """Environment first, then ``FLEET_<NAME>_FILE`` files, then ``.env``."""
+        return (
+            init_settings,
+            env_settings,
+            FileEnvSource(settings_cls),
+            dotenv_settings,
+            file_secret_settings,
+        )
+
+    @model_validator(mode="after")
+    def _check_security(self) -> Settings:
+        """SASL needs a user and a password; the CA file must exist when named."""
+        if self.kafka_security_protocol == "SASL_SSL" and not (
+            self.kafka_username and self.kafka_password
+        ):
+            raise ValueError(
+                "FLEET_KAFKA_SECURITY_PROTOCOL=SASL_SSL needs FLEET_KAFKA_USERNAME and "
+                "FLEET_KAFKA_PASSWORD (or FLEET_KAFKA_PASSWORD_FILE)"
+            )
+        for name in ("kafka_ssl_cafile", "redis_ssl_cafile"):
+            path = getattr(self, name)
+            if path is not None and not Path(path).is_file():
+                raise ValueError(f"FLEET_{name.upper()}={path} is not a file")
+        return self
+
     @model_validator(mode="after")
     def _check_across_fields(self) -> Settings:
         """Settings that only make sense together, each error naming both variables."""
@@ -117,6 +182,33 @@ class Settings(BaseSettings):
                 raise ValueError(_pair_error(self, seen[port], name, "must differ from"))
             seen.setdefault(port, name)
         return self
+
+
+class FileEnvSource(PydanticBaseSettingsSource):
+    """``FLEET_<NAME>_FILE=<path>``: the field's value is the file's content (secrets mounted
+    as files, e.g. Docker or Kubernetes secrets); one trailing newline is dropped."""
+
+    def get_field_value(self, field: FieldInfo, field_name: str) -> tuple[Any, str, bool]:
+        prefix = str(self.settings_cls.model_config.get("env_prefix", ""))
+        variable = f"{prefix}{field_name}_FILE".upper()
+        path = os.environ.get(variable)
+        if not path:
+            return None, field_name, False
+        if os.environ.get(variable.removesuffix("_FILE")):
+            raise ConfigError(f"set {variable.removesuffix('_FILE')} or {variable}, not both")
+        try:
+            text = Path(path).read_text()
+        except OSError as exc:
+            raise ConfigError(f"{variable}={path}: cannot read ({exc.strerror})") from exc
+        return text.removesuffix("\n").removesuffix("\r"), field_name, False
+
+    def __call__(self) -> dict[str, Any]:
+        found = {}
+        for name, info in self.settings_cls.model_fields.items():
+            value, _, _ = self.get_field_value(info, name)
+            if value is not None:
+                found[name] = value
+        return found
 
 
 def _pair_error(settings: Settings, first: str, second: str, relation: str) -> str:

@@ -1,0 +1,315 @@
+"""The secure profile: a SASL_SSL broker with ACLs and a TLS Redis with ACL users, locally.
+
+``fleet infra up --secure`` runs them beside the plain development services, on their own
+ports and under ``<var_dir>/secure/``: the project's own CA and server certificate
+(openssl), one random password per principal, the broker's and Redis's configuration, and
+one ``env/<role>.env`` file per Kafka role with the ``FLEET_*`` settings of its clients.
+"""
+
+from __future__ import annotations
+
+import os
+import secrets
+import shutil
+import subprocess
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from pydantic import SecretStr
+
+from fleet import services
+from fleet.clients import confluent_config
+from fleet.errors import ServiceUnavailable
+from fleet.security import (
+    ADMIN,
+    KAFKA_ROLES,
+    REDIS_USER_OF_ROLE,
+    REDIS_USERS,
+    Grant,
+    redis_acl_rules,
+    role_grants,
+)
+from fleet.settings import Settings
+
+if TYPE_CHECKING:
+    from confluent_kafka.admin import AclBinding
+
+HOST = "127.0.0.1"
+BROKER_CN = "broker"  # the broker's own principal on its mTLS controller listener
+CERT_DAYS = 825
+
+
+@dataclass(frozen=True)
+class SecureProfile:
+    """Where the secure profile keeps its material, and the settings of each role."""
+
+    root: Path
+    kafka_port: int
+    redis_port: int
+
+    @classmethod
+    def of(cls, settings: Settings) -> SecureProfile:
+        root = Path(settings.var_dir) / "secure"
+        return cls(root, settings.secure_kafka_port, settings.secure_redis_port)
+
+    @property
+    def ca_file(self) -> Path:
+        return self.root / "ca" / "ca.pem"
+
+    @property
+    def server_pem(self) -> Path:
+        """Private key and certificate chain of the broker and Redis (PEM)."""
+        return self.root / "certs" / "server.pem"
+
+    def password_file(self, system: str, user: str) -> Path:
+        return self.root / "credentials" / f"{system}-{user}.password"
+
+    def password(self, system: str, user: str) -> str:
+        return self.password_file(system, user).read_text().strip()
+
+    def env_file(self, role: str) -> Path:
+        return self.root / "env" / f"{role}.env"
+
+    # --- material ---------------------------------------------------------------------------
+    def ensure_material(self) -> None:
+        """CA, server certificate, passwords and env files; existing ones are kept."""
+        _ensure_certificates(self.ca_file, self.server_pem)
+        for system, users in (("kafka", KAFKA_ROLES), ("redis", REDIS_USERS)):
+            for user in users:
+                path = self.password_file(system, user)
+                if not path.exists():
+                    _write_private(path, secrets.token_urlsafe(24) + "\n")
+        for role in KAFKA_ROLES:
+            lines = [f"{k}={v}" for k, v in self.env(role).items()]
+            _write_private(self.env_file(role), "\n".join(lines) + "\n")
+
+    def env(self, role: str) -> dict[str, str]:
+        """The ``FLEET_*`` variables of a client acting as ``role`` (passwords as files)."""
+        redis_user = REDIS_USER_OF_ROLE.get(role, "dashboard")
+        return {
+            "FLEET_KAFKA_BOOTSTRAP": f"{HOST}:{self.kafka_port}",
+            "FLEET_KAFKA_SECURITY_PROTOCOL": "SASL_SSL",
+            "FLEET_KAFKA_USERNAME": role,
+            "FLEET_KAFKA_PASSWORD_FILE": str(self.password_file("kafka", role)),
+            "FLEET_KAFKA_SSL_CAFILE": str(self.ca_file),
+            "FLEET_REDIS_URL": f"rediss://{HOST}:{self.redis_port}/0",
+            "FLEET_REDIS_USERNAME": redis_user,
+            "FLEET_REDIS_PASSWORD_FILE": str(self.password_file("redis", redis_user)),
+            "FLEET_REDIS_SSL_CAFILE": str(self.ca_file),
+        }
+
+    def settings(self, base: Settings, role: str, redis_user: str | None = None) -> Settings:
+        """``base`` with the secure addresses and the credentials of ``role``."""
+        redis_user = redis_user or REDIS_USER_OF_ROLE.get(role, "dashboard")
+        return base.model_copy(
+            update={
+                "kafka_bootstrap": f"{HOST}:{self.kafka_port}",
+                "kafka_security_protocol": "SASL_SSL",
+                "kafka_username": role,
+                "kafka_password": SecretStr(self.password("kafka", role)),
+                "kafka_ssl_cafile": self.ca_file,
+                "redis_url": f"rediss://{HOST}:{self.redis_port}/0",
+                "redis_username": redis_user,
+                "redis_password": SecretStr(self.password("redis", redis_user)),
+                "redis_ssl_cafile": self.ca_file,
+            }
+        )
+
+
+def _write_private(path: Path, text: str) -> None:
+    """Write a file only its owner can read."""
+    path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "w") as f:
+        f.write(text)
+
+
+def _openssl(*args: str, cwd: Path) -> None:
+    if shutil.which("openssl") is None:
+        raise ServiceUnavailable("openssl is needed to make the secure profile's certificates")
+    subprocess.run(["openssl", *args], cwd=cwd, check=True, capture_output=True)
+
+
+def _ensure_certificates(ca_file: Path, server_pem: Path) -> None:
+    """The project's own CA and one server certificate for 127.0.0.1/localhost."""
+    if ca_file.exists() and server_pem.exists():
+        return
+    ca_dir, cert_dir = ca_file.parent, server_pem.parent
+    for d in (ca_dir, cert_dir):
+        d.mkdir(parents=True, exist_ok=True, mode=0o700)
+    _openssl("req", "-x509", "-newkey", "rsa:2048", "-nodes", "-keyout", "ca.key",
+             "-out", ca_file.name, "-days", str(CERT_DAYS), "-subj", "/CN=fleet-local-ca",
+             "-addext", "basicConstraints=critical,CA:TRUE",
+             "-addext", "keyUsage=critical,keyCertSign,cRLSign", cwd=ca_dir)  # fmt: skip
+    (cert_dir / "server.ext").write_text(
+        "basicConstraints=CA:FALSE\nkeyUsage=critical,digitalSignature,keyEncipherment\n"
+        "extendedKeyUsage=serverAuth,clientAuth\nsubjectAltName=DNS:localhost,IP:127.0.0.1\n"
+    )
+    _openssl("req", "-newkey", "rsa:2048", "-nodes", "-keyout", "server.key",
+             "-out", "server.csr", "-subj", f"/CN={BROKER_CN}", cwd=cert_dir)  # fmt: skip
+    _openssl("x509", "-req", "-in", "server.csr", "-CA", str(ca_file),
+             "-CAkey", str(ca_dir / "ca.key"), "-CAcreateserial", "-out", "server.crt",
+             "-days", str(CERT_DAYS), "-extfile", "server.ext", cwd=cert_dir)  # fmt: skip
+    os.chmod(cert_dir / "server.key", 0o600)
+    _write_private(
+        server_pem, (cert_dir / "server.key").read_text() + (cert_dir / "server.crt").read_text()
+    )
+
+
+class SecureKafka(services.Kafka):
+    """The KRaft broker with a SASL_SSL (SCRAM) listener, an mTLS controller listener and the
+    StandardAuthorizer; SCRAM users are created when the storage is formatted."""
+
+    def __init__(self, settings: Settings, profile: SecureProfile) -> None:
+        super().__init__(settings)
+        self.profile = profile
+        self.home = profile.root / "kafka"
+        self.pidfile = self.home / "kafka.pid"
+        self.logfile = self.home / "kafka.log"
+
+    def listener_properties(self, host: str, port: int) -> list[str]:
+        admin = self.profile.password("kafka", ADMIN)
+        jaas = (
+            "org.apache.kafka.common.security.scram.ScramLoginModule required "
+            f'username="{ADMIN}" password="{admin}";'
+        )
+        return [
+            f"listeners=SASL_SSL://{host}:{port},CONTROLLER://{host}:{port + 1}",
+            f"advertised.listeners=SASL_SSL://{host}:{port}",
+            "listener.security.protocol.map=SASL_SSL:SASL_SSL,CONTROLLER:SSL",
+            "inter.broker.listener.name=SASL_SSL",
+            "sasl.enabled.mechanisms=SCRAM-SHA-512",
+            "sasl.mechanism.inter.broker.protocol=SCRAM-SHA-512",
+            f"listener.name.sasl_ssl.scram-sha-512.sasl.jaas.config={jaas}",
+            "ssl.keystore.type=PEM",
+            f"ssl.keystore.location={self.profile.server_pem}",
+            "ssl.truststore.type=PEM",
+            f"ssl.truststore.location={self.profile.ca_file}",
+            # Only holders of a certificate of the project's CA reach the controller.
+            "listener.name.controller.ssl.client.auth=required",
+            "ssl.principal.mapping.rules=RULE:^CN=([^,]+).*$/$1/,DEFAULT",
+            "authorizer.class.name=org.apache.kafka.metadata.authorizer.StandardAuthorizer",
+            f"super.users=User:{ADMIN};User:{BROKER_CN}",
+            "allow.everyone.if.no.acl.found=false",
+        ]
+
+    def prepare(self) -> None:
+        super().prepare()
+        (self.home / "server.properties").chmod(0o600)  # it holds the admin's password
+
+    def format_options(self) -> list[str]:
+        options = []
+        for role in KAFKA_ROLES:
+            password = self.profile.password("kafka", role)
+            options += ["--add-scram", f"SCRAM-SHA-512=[name={role},password={password}]"]
+        return options
+
+    def after_ready(self) -> None:
+        services.ensure_topics(self.settings)
+        ensure_acls(self.settings)
+
+
+class SecureRedis(services.Redis):
+    """redis-server on a TLS-only port with ACL users (no default user)."""
+
+    def __init__(self, settings: Settings, profile: SecureProfile) -> None:
+        super().__init__(settings)
+        self.profile = profile
+        self.home = profile.root / "redis"
+        self.pidfile = self.home / "redis.pid"
+        self.logfile = self.home / "redis.log"
+
+    def address(self) -> tuple[str, int]:
+        return (HOST, self.profile.redis_port)
+
+    def prepare(self) -> None:
+        rules = redis_acl_rules({u: self.profile.password("redis", u) for u in REDIS_USERS})
+        cert_dir = self.profile.server_pem.parent
+        lines = [
+            f"bind {HOST}",
+            "port 0",
+            f"tls-port {self.profile.redis_port}",
+            f"tls-cert-file {cert_dir / 'server.crt'}",
+            f"tls-key-file {cert_dir / 'server.key'}",
+            f"tls-ca-cert-file {self.profile.ca_file}",
+            "tls-auth-clients no",
+            'save ""',
+            "appendonly no",
+            f"dir {self.home}",
+            "daemonize no",
+            *(f"user {name} {rule}" for name, rule in rules.items()),
+        ]
+        _write_private(self.home / "redis.conf", "\n".join(lines) + "\n")
+
+    def command(self) -> list[str]:
+        binary = shutil.which("redis-server")
+        if binary is None:
+            raise ServiceUnavailable("redis-server missing: run `make setup` (apt-get install)")
+        return [binary, str(self.home / "redis.conf")]
+
+
+def secure_services(settings: Settings) -> list[services._Service]:
+    """The secure profile's broker and Redis, as the admin."""
+    profile = SecureProfile.of(settings)
+    profile.ensure_material()
+    admin = profile.settings(settings, ADMIN)
+    return [SecureKafka(admin, profile), SecureRedis(admin, profile)]
+
+
+def up(settings: Settings, log: Callable[[str], None] = print) -> SecureProfile:
+    """Start the secure broker and Redis (idempotent); return where their material is."""
+    for service in secure_services(settings):
+        service.up(log)
+    return SecureProfile.of(settings)
+
+
+def down(settings: Settings, log: Callable[[str], None] = print) -> None:
+    for service in reversed(secure_services(settings)):
+        service.down(log)
+
+
+def status(settings: Settings) -> list[services.ServiceStatus]:
+    return [s.status() for s in secure_services(settings)]
+
+
+def ensure_acls(settings: Settings) -> int:
+    """Create every role's ACLs (idempotent) with the admin ``settings``; return how many."""
+    from confluent_kafka.admin import AdminClient
+
+    bindings = [
+        _binding(role, grant, operation)
+        for role, grants in role_grants(settings).items()
+        for grant in grants
+        for operation in grant.operations
+    ]
+    admin = AdminClient(confluent_config(settings, {"log_level": 0}))
+    for future in admin.create_acls(bindings, request_timeout=30).values():
+        try:
+            future.result()
+        except Exception as exc:
+            raise ServiceUnavailable(f"cannot create ACLs: {exc}") from exc
+    return len(bindings)
+
+
+def _binding(role: str, grant: Grant, operation: str) -> AclBinding:
+    from confluent_kafka.admin import (
+        AclBinding,
+        AclOperation,
+        AclPermissionType,
+        ResourcePatternType,
+        ResourceType,
+    )
+
+    # librdkafka calls the cluster resource BROKER.
+    resource = "BROKER" if grant.resource == "cluster" else grant.resource.upper()
+    return AclBinding(
+        ResourceType[resource],
+        grant.name,
+        ResourcePatternType[grant.pattern.upper()],
+        f"User:{role}",
+        "*",
+        AclOperation[operation],
+        AclPermissionType.ALLOW,
+    )

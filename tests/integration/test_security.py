@@ -1,0 +1,220 @@
+"""The secure profile on a real broker and Redis: authentication, least-privilege ACLs, TLS.
+
+One SASL_SSL broker (StandardAuthorizer, SCRAM users, ACLs per role) and one TLS Redis with
+ACL users start for the module, on free ports under a temporary directory, beside the
+plain development services; both stop at the end.
+"""
+
+from __future__ import annotations
+
+import socket
+import uuid
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+import redis
+from confluent_kafka import Consumer, KafkaError, KafkaException, Producer
+from confluent_kafka.admin import AdminClient
+from pydantic import SecretStr
+
+from fleet.clients import confluent_config, redis_client
+from fleet.secure_profile import SecureKafka, SecureProfile, SecureRedis
+from fleet.security import ADMIN, DISPATCH_GROUP
+from fleet.settings import Settings
+from fleet.topics import ALERTS, COMMANDS, ETAS, EVENTS, ORDERS, PINGS, ROUTE_UPDATES, ROUTES
+from tests.conftest import service_unavailable
+
+
+def _free_pair() -> int:
+    """A port p with p+1 also free (the broker's controller listens on p+1)."""
+    for _ in range(50):
+        with socket.socket() as s:
+            s.bind(("127.0.0.1", 0))
+            port = int(s.getsockname()[1])
+        with socket.socket() as s:
+            try:
+                s.bind(("127.0.0.1", port + 1))
+            except OSError:
+                continue
+        return port
+    raise RuntimeError("no two adjacent free ports")
+
+
+@dataclass(frozen=True)
+class Secure:
+    """The running secure profile and the settings of each role."""
+
+    base: Settings
+    profile: SecureProfile
+
+    def role(self, role: str) -> Settings:
+        return self.profile.settings(self.base, role)
+
+
+@pytest.fixture(scope="module")
+def secure(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Secure]:
+    base = Settings()
+    profile = SecureProfile(tmp_path_factory.mktemp("secure"), _free_pair(), _free_pair())
+    profile.ensure_material()
+    admin = profile.settings(base, ADMIN)
+    started = []
+    try:
+        for service in (SecureKafka(admin, profile), SecureRedis(admin, profile)):
+            started.append(service)
+            service.up(lambda _msg: None)
+    except Exception as exc:
+        for service in reversed(started):
+            service.down(lambda _msg: None)
+        service_unavailable(f"secure profile unavailable: {exc}")
+    yield Secure(base, profile)
+    for service in reversed(started):
+        service.down(lambda _msg: None)
+
+
+def _produce(settings: Settings, topic: str) -> KafkaError | None:
+    """Publish one message as the settings' principal; the delivery error, if any."""
+    producer = Producer(confluent_config(settings, {"log_level": 0, "message.timeout.ms": 10_000}))
+    outcome: list[KafkaError | None] = []
+    producer.produce(topic, key=b"k", value=b"{}", on_delivery=lambda e, _m: outcome.append(e))
+    producer.flush(15)
+    assert outcome, f"no delivery report for {topic}"
+    return outcome[0]
+
+
+def test_a_client_without_credentials_gets_no_metadata(secure: Secure) -> None:
+    plain = AdminClient({"bootstrap.servers": secure.role(ADMIN).kafka_bootstrap, "log_level": 0})
+    with pytest.raises(KafkaException):
+        plain.list_topics(timeout=3)
+
+
+def test_a_wrong_password_fails_sasl_authentication(secure: Secure) -> None:
+    errors: list[KafkaError] = []
+    forged = secure.role("gateway").model_copy(update={"kafka_password": SecretStr("guess")})
+    config = confluent_config(forged, {"log_level": 0, "error_cb": errors.append})
+    admin = AdminClient(config)
+    with pytest.raises(KafkaException):
+        admin.list_topics(timeout=3)
+    admin.poll(1)  # error callbacks run on poll
+    assert KafkaError._AUTHENTICATION in {e.code() for e in errors}, errors
+
+
+def test_the_admin_sees_the_contract_topics_over_tls(secure: Secure) -> None:
+    topics = AdminClient(confluent_config(secure.role(ADMIN), {"log_level": 0})).list_topics(
+        timeout=10
+    )
+    assert {PINGS, COMMANDS, ROUTES} <= set(topics.topics)
+
+
+ALLOWED = [
+    ("gateway", PINGS),
+    ("gateway", EVENTS),
+    ("dispatch", COMMANDS),
+    ("dispatch", ORDERS),
+    ("planner", ROUTES),
+    ("pipeline", ALERTS),
+    ("pipeline", ROUTE_UPDATES),
+]
+DENIED = [
+    ("gateway", COMMANDS),
+    ("gateway", ROUTES),
+    ("dispatch", PINGS),
+    ("planner", COMMANDS),
+    ("pipeline", PINGS),
+    ("pipeline", COMMANDS),
+    ("reader", PINGS),
+    ("reader", ETAS),
+]
+
+
+@pytest.mark.parametrize(("role", "topic"), ALLOWED)
+def test_a_role_writes_its_own_topics(secure: Secure, role: str, topic: str) -> None:
+    assert _produce(secure.role(role), topic) is None
+
+
+@pytest.mark.parametrize(("role", "topic"), DENIED)
+def test_a_role_cannot_write_other_topics(secure: Secure, role: str, topic: str) -> None:
+    error = _produce(secure.role(role), topic)
+    assert error is not None and error.code() == KafkaError.TOPIC_AUTHORIZATION_FAILED, error
+
+
+def _first_poll_error(settings: Settings, topic: str, group: str) -> KafkaError | None:
+    consumer = Consumer(
+        confluent_config(
+            settings, {"group.id": group, "auto.offset.reset": "earliest", "log_level": 0}
+        )
+    )
+    consumer.subscribe([topic])
+    try:
+        for _ in range(20):
+            msg = consumer.poll(0.5)
+            if msg is not None:
+                return msg.error()
+        return None
+    finally:
+        consumer.close()
+
+
+def test_dispatch_reads_alerts_but_not_pings(secure: Secure) -> None:
+    dispatch = secure.role("dispatch")
+    assert _produce(secure.role("pipeline"), ALERTS) is None
+    group = f"{DISPATCH_GROUP}-{uuid.uuid4().hex[:8]}"
+    assert _first_poll_error(dispatch, ALERTS, group) is None
+    denied = _first_poll_error(dispatch, PINGS, group)
+    assert denied is not None and denied.code() == KafkaError.TOPIC_AUTHORIZATION_FAILED
+
+
+# --- Redis --------------------------------------------------------------------------------
+
+
+def test_redis_refuses_a_client_without_credentials(secure: Secure) -> None:
+    dashboard = secure.role("reader")
+    anonymous = dashboard.model_copy(update={"redis_username": None, "redis_password": None})
+    with pytest.raises(redis.AuthenticationError):
+        redis_client(anonymous).get("fleet:pos")
+
+
+def test_redis_refuses_a_client_without_tls(secure: Secure) -> None:
+    with pytest.raises(redis.ConnectionError):
+        redis.Redis(host="127.0.0.1", port=secure.profile.redis_port, socket_timeout=3).ping()
+
+
+def test_the_dashboard_user_reads_but_cannot_write(secure: Secure) -> None:
+    worker = redis_client(secure.role("pipeline"))
+    worker.hset("fleet:driver:sec-1", mapping={"lat": "52.5"})
+    dashboard = redis_client(secure.role("reader"), decode_responses=True)
+    assert dashboard.hgetall("fleet:driver:sec-1") == {"lat": "52.5"}
+    with pytest.raises(redis.exceptions.NoPermissionError):
+        dashboard.hset("fleet:driver:sec-1", "lat", "0")
+    with pytest.raises(redis.exceptions.NoPermissionError):
+        dashboard.delete("fleet:driver:sec-1")
+
+
+def test_the_worker_user_touches_only_fleet_keys(secure: Secure) -> None:
+    worker = redis_client(secure.role("pipeline"))
+    assert worker.set("fleet:sec:probe", "1")
+    with pytest.raises(redis.exceptions.NoPermissionError):
+        worker.set("other:probe", "1")
+    with pytest.raises(redis.exceptions.NoPermissionError):
+        worker.flushall()
+    with pytest.raises(redis.exceptions.NoPermissionError):
+        worker.config_get("requirepass")
+
+
+def test_secrets_are_files_only_their_owner_reads(secure: Secure) -> None:
+    profile = secure.profile
+    private = [
+        profile.password_file("kafka", ADMIN),
+        profile.env_file("pipeline"),
+        profile.server_pem,
+        profile.root / "kafka" / "server.properties",
+        profile.root / "redis" / "redis.conf",
+    ]
+    assert {p.name: oct(Path(p).stat().st_mode & 0o077) for p in private} == {
+        p.name: "0o0" for p in private
+    }
+    assert (
+        profile.password("redis", "worker")
+        not in (profile.root / "redis" / "redis.conf").read_text()
+    )
