@@ -1,51 +1,109 @@
-"""The SRE's pipeline-health dashboard (Prometheus), as code; `python -m dashboards.build`."""
+"""The SRE's pipeline-health dashboard (Prometheus): every metric the workers export."""
 
 from __future__ import annotations
 
-from typing import Any
+from dataclasses import dataclass
 
-PROMETHEUS = {"type": "prometheus", "uid": "prometheus"}
+from grafana_foundation_sdk.builders.dashboard import Dashboard, Row
 
-# (title, unit, PromQL, legend) — every query is checked against a real Prometheus in tests.
-PANELS: list[tuple[str, str, str, str]] = [
-    ("Pings accepted / s", "ops", "sum(rate(fleet_pings_accepted_total[1m]))", "accepted"),
-    ("Dead letters / s by reason", "ops",
-     "sum by (reason) (rate(fleet_pings_rejected_total[5m]))", "{{reason}}"),
-    ("Duplicates and late pings / s", "ops",
-     "sum(rate(fleet_pings_duplicate_total[5m])) + sum(rate(fleet_pings_late_total[5m]))",
-     "duplicate + late"),
-    ("Ping → Redis latency p99", "s",
-     "histogram_quantile(0.99, sum by (le, clock) (rate(fleet_ping_to_redis_seconds_bucket[5m])))",
-     "p99 from {{clock}} time"),
-    ("Ping → Redis latency p50", "s",
-     "histogram_quantile(0.5, sum by (le, clock) (rate(fleet_ping_to_redis_seconds_bucket[5m])))",
-     "p50 from {{clock}} time"),
-    ("Consumer lag", "short", "sum(fleet_consumer_lag)", "messages behind"),
-    ("Mean ingest batch size", "short",
-     "sum(rate(fleet_ingest_batch_size_sum[5m])) / sum(rate(fleet_ingest_batch_size_count[5m]))",
-     "messages per batch"),
-    ("Store retries / s", "ops", "sum by (effect) (rate(fleet_effect_retries_total[5m]))",
-     "{{effect}}"),
-]  # fmt: skip
+from dashboards.panels import new_dashboard, number_panels, prom_series, promql
+
+UID = "fleet-pipeline-health"
 
 
-def dashboard() -> dict[str, Any]:
-    panels = []
-    for i, (title, unit, expr, legend) in enumerate(PANELS):
-        panels.append({
-            "id": i + 1, "type": "timeseries", "title": title, "datasource": PROMETHEUS,
-            "gridPos": {"h": 8, "w": 12, "x": 12 * (i % 2), "y": 8 * (i // 2)},
-            "fieldConfig": {"defaults": {"unit": unit}, "overrides": []},
-            "targets": [{"refId": "A", "datasource": PROMETHEUS, "expr": expr,
-                         "legendFormat": legend}],
-        })  # fmt: skip
-    return {
-        "uid": "fleet-pipeline-health",
-        "title": "Fleet pipeline health",
-        "tags": ["fleet", "sre"],
-        "timezone": "utc",
-        "schemaVersion": 39,
-        "refresh": "10s",
-        "time": {"from": "now-1h", "to": "now"},
-        "panels": panels,
-    }
+@dataclass(frozen=True)
+class Graph:
+    """One panel: its PromQL expressions with their legends."""
+
+    title: str
+    unit: str
+    description: str
+    queries: tuple[tuple[str, str], ...]
+
+
+def _rate(metric: str, by: str = "", window: str = "5m") -> str:
+    grouping = f" by ({by})" if by else ""
+    return f"sum{grouping} (rate({metric}[{window}]))"
+
+
+def _quantile(q: float, metric: str, by: str) -> str:
+    return f"histogram_quantile({q}, sum by (le, {by}) (rate({metric}_bucket[5m])))"
+
+
+# Every query runs against a real Prometheus scraping a live worker in tests.
+SECTIONS: dict[str, list[Graph]] = {
+    "Ingest": [
+        Graph("Pings accepted / s", "ops", "Valid pings seen for the first time.",
+              ((_rate("fleet_pings_accepted_total", window="1m"), "accepted"),)),
+        Graph("Dead letters / s by reason", "ops", "Invalid pings sent to the dead-letter topic.",
+              ((_rate("fleet_pings_rejected_total", "reason"), "{{reason}}"),)),
+        Graph("Duplicates, late pings and jumps / s", "ops",
+              "Duplicates are dropped; late pings go to history only; jumps are held back "
+              "until confirmed.",
+              ((_rate("fleet_pings_duplicate_total"), "duplicate"),
+               (_rate("fleet_pings_late_total"), "late"),
+               (_rate("fleet_pings_jump_total"), "jump"))),
+        Graph("Ping → Redis latency p50 / p99", "s",
+              "From the ping's own time (event) and from its Kafka record time (kafka).",
+              ((_quantile(0.5, "fleet_ping_to_redis_seconds", "clock"), "p50 from {{clock}}"),
+               (_quantile(0.99, "fleet_ping_to_redis_seconds", "clock"), "p99 from {{clock}}"))),
+        Graph("Consumer lag by partition", "short", "Messages behind the high watermark.",
+              (("sum by (partition) (fleet_consumer_lag)", "partition {{partition}}"),)),
+        Graph("Mean ingest batch size", "short", "Messages per ingest batch.",
+              ((f"{_rate('fleet_ingest_batch_size_sum')} / "
+                f"{_rate('fleet_ingest_batch_size_count')}", "messages per batch"),)),
+    ],
+    "Agents": [
+        Graph("Workers ready", "short",
+              "1 per worker whose tables are recovered and whose agents run.",
+              (("sum(fleet_worker_ready)", "ready workers"),)),
+        Graph("Dead letters / s by source and reason", "ops",
+              "Every input an agent rejected (pings, events, routes, commands, ...).",
+              ((_rate("fleet_dead_letters_total", "source, reason"), "{{source}}: {{reason}}"),)),
+        Graph("Processing errors / s by agent", "ops",
+              "Inputs an agent failed on (a bug: each is dead-lettered and logged).",
+              ((_rate("fleet_processing_errors_total", "source"), "{{source}}"),)),
+        Graph("Hook errors / s", "ops",
+              "Calls of a registered hook that raised (moved pings, outcomes, alerts, ...).",
+              ((_rate("fleet_hook_errors_total", "hook"), "{{hook}}"),)),
+        Graph("Dead letters not sent / s", "ops",
+              "Dead letters that could not be published (logged): input lost to the DLQ.",
+              ((_rate("fleet_dead_letter_failures_total", "source"), "{{source}}"),)),
+        Graph("Store retries / s by effect", "ops",
+              "Writes to Redis retried after a transient failure.",
+              ((_rate("fleet_effect_retries_total", "effect"), "{{effect}}"),)),
+    ],
+    "History": [
+        Graph("History rows / s by table", "ops", "Rows inserted into ClickHouse history.",
+              ((_rate("fleet_history_rows_total", "table"), "{{table}}"),)),
+        Graph("History consumer lag by topic", "short",
+              "Messages of a topic not yet stored in history (this worker's partitions).",
+              (("sum by (topic) (fleet_history_consumer_lag)", "{{topic}}"),)),
+        Graph("History skipped / s by table and reason", "ops",
+              "Invalid messages not written to history.",
+              ((_rate("fleet_history_skipped_total", "table, reason"), "{{table}}: {{reason}}"),)),
+        Graph("History write retries / s by table", "ops",
+              "Failed history inserts retried (the store refused or is unreachable).",
+              ((_rate("fleet_history_retries_total", "table"), "{{table}}"),)),
+    ],
+}  # fmt: skip
+
+
+def graphs() -> list[Graph]:
+    """Every panel of the dashboard, in order."""
+    return [graph for section in SECTIONS.values() for graph in section]
+
+
+def dashboard() -> Dashboard:
+    """The pipeline's own health, one row per stage."""
+    board = new_dashboard(
+        UID, "Fleet pipeline health", "Throughput, errors, latency and lag of every stage.",
+        ["sre"],
+    ).refresh("10s").time("now-1h", "now")  # fmt: skip
+    for section, section_graphs in SECTIONS.items():
+        board.with_row(Row(section))
+        for graph in section_graphs:
+            queries = [promql(expr, legend, "ABCDEFGH"[i])
+                       for i, (expr, legend) in enumerate(graph.queries)]  # fmt: skip
+            board.with_panel(prom_series(graph.title, graph.description, graph.unit, *queries))
+    return number_panels(board)

@@ -105,6 +105,22 @@ class Settings(BaseSettings):
     history_query_port: int = Field(
         0, ge=0, description="Port of the worker's read-only history endpoint (0 = any free)"
     )
+    # --- dashboards (Grafana; `fleet dashboards push`) ------------------------------------
+    grafana_url: str = Field(
+        "http://127.0.0.1:3000", description="Grafana that `fleet dashboards push` uploads to"
+    )
+    grafana_token: SecretStr | None = Field(
+        None, description="Grafana service-account token (Editor) for `fleet dashboards push`"
+    )
+    grafana_prometheus_url: str = Field(
+        "http://prometheus:9090", description="Prometheus as Grafana reaches it (data source)"
+    )
+    grafana_clickhouse_url: str = Field(
+        "http://clickhouse:8123", description="ClickHouse HTTP as Grafana reaches it (data source)"
+    )
+    grafana_redis_url: str = Field(
+        "redis://redis:6379", description="Redis as Grafana reaches it (data source)"
+    )
 
     # --- security (docs/security.md); any field also reads FLEET_<NAME>_FILE -------------
     kafka_security_protocol: Literal["PLAINTEXT", "SASL_SSL"] = Field(

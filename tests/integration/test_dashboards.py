@@ -8,18 +8,12 @@ import urllib.request
 
 import pytest
 
-from dashboards.build import OUT, render
-from dashboards.pipeline_health import PANELS
+from dashboards.pipeline_health import graphs
 from fleet import services
 from fleet.settings import Settings
 from tests.conftest import service_unavailable
 
 pytestmark = pytest.mark.integration
-
-
-def test_committed_dashboards_match_the_code():
-    for name, text in render().items():
-        assert (OUT / name).read_text() == text, f"run `python -m dashboards.build` ({name})"
 
 
 @pytest.fixture(scope="module")
@@ -35,7 +29,9 @@ def prometheus(stack):
         service.down(lambda _m: None)
 
 
-@pytest.mark.parametrize(("title", "expr"), [(p[0], p[2]) for p in PANELS])
+@pytest.mark.parametrize(
+    ("title", "expr"), [(g.title, expr) for g in graphs() for expr, _legend in g.queries]
+)
 def test_every_panel_query_is_valid_promql(prometheus, title, expr):
     url = f"{prometheus}/api/v1/query?" + urllib.parse.urlencode({"query": expr})
     with urllib.request.urlopen(url, timeout=10) as resp:
