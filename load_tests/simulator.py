@@ -15,18 +15,20 @@ from dataclasses import dataclass, field
 import msgspec
 from confluent_kafka import Producer
 
+from fleet.clients import confluent_config
 from fleet.clock import now_ms
 from fleet.records import Ping
-from fleet.settings import get_settings
+from fleet.settings import Settings, get_settings
 from fleet.topics import PINGS, topic_name
 
 CENTER = (52.52, 13.405)  # Berlin
 METRES_PER_DEG_LAT = 111_320.0
 
 
-def producer_config(bootstrap: str) -> dict[str, object]:
-    """A throughput-oriented producer; murmur2 puts keys where Java/Faust would."""
-    return {
+def producer_config(bootstrap: str, settings: Settings | None = None) -> dict[str, object]:
+    """A throughput-oriented producer; murmur2 puts keys where Java/Faust would. Security
+    (SASL_SSL) comes from ``settings`` (default: the environment's)."""
+    return confluent_config(settings or get_settings(), {
         "bootstrap.servers": bootstrap,
         "linger.ms": 20,
         "batch.num.messages": 10_000,
@@ -34,7 +36,7 @@ def producer_config(bootstrap: str) -> dict[str, object]:
         "compression.type": "lz4",
         "partitioner": "murmur2_random",
         "log_level": 3,
-    }
+    })  # fmt: skip
 
 
 @dataclass

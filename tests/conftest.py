@@ -18,7 +18,8 @@ import pytest
 from confluent_kafka import Consumer, Producer
 
 from fleet import services
-from fleet.settings import Settings
+from fleet.clients import confluent_config
+from fleet.settings import Settings, get_settings
 from load_tests.harness import WorkerProcess, free_port
 
 WorkerHandle = WorkerProcess  # a `fleet worker` subprocess (load_tests/harness.py)
@@ -108,11 +109,15 @@ def worker(tmp_path: Path) -> Iterator[Callable[..., WorkerProcess]]:
 
 
 def produce(bootstrap: str, topic: str, messages: list[tuple[bytes | None, bytes | None]]) -> None:
+def kafka_config(bootstrap: str, extra: dict[str, Any]) -> dict[str, Any]:
+    """A confluent-kafka config for ``bootstrap`` with the environment's security settings."""
+    return confluent_config(get_settings(), {"bootstrap.servers": bootstrap, **extra})
+
+
     """Publish (key, value) pairs with confluent-kafka and wait for delivery."""
     producer = Producer(
-        {"bootstrap.servers": bootstrap, "partitioner": "murmur2_random", "linger.ms": 5,
-         "log_level": 3}
-    )  # fmt: skip
+        kafka_config(bootstrap, {"partitioner": "murmur2_random", "linger.ms": 5, "log_level": 3})
+    )
     errors: list[str] = []
 
     def report(err: Any, _msg: Any) -> None:
@@ -132,8 +137,9 @@ def consume_all(
     """Read a topic from the beginning until `expect` messages arrived or `timeout` passed
     (with `expect=None`, until the topic has been quiet for 3 s)."""
     consumer = Consumer(
-        {"bootstrap.servers": bootstrap, "group.id": f"reader-{uuid.uuid4().hex}",
-         "auto.offset.reset": "earliest", "enable.auto.commit": False, "log_level": 3}
+        kafka_config(bootstrap, {"group.id": f"reader-{uuid.uuid4().hex}",
+                                 "auto.offset.reset": "earliest", "enable.auto.commit": False,
+                                 "log_level": 3})
     )  # fmt: skip
     consumer.subscribe([topic])
     out: list[tuple[bytes | None, bytes | None]] = []
