@@ -28,23 +28,17 @@ def _cmd_infra(args: argparse.Namespace, settings: Settings) -> int:
     if args.action == "fetch":
         services.Kafka(settings).ensure_jars(print)
         return 0
+    if args.secure:
+        return _secure_infra(args.action, settings)
     if args.action == "up":
         services.up(settings, with_prometheus=None if args.prometheus else False)
     elif args.action == "down":
         services.down(settings)
     for status in services.status(settings):
         print(status.line())
-    if args.secure:
-        return _secure_infra(args.action, settings)
     return 0
 
 
-def _cmd_worker(args: argparse.Namespace, settings: Settings) -> int:
-    # The worker is the Faust app in streams/; exec it so fleet/ never imports streams.
-    argv = [sys.executable, "-m", "faust", "-A", "streams.worker", "worker", "-l", args.loglevel,
-            "--without-web"]  # fmt: skip
-    os.execv(sys.executable, argv)
-    return 0  # pragma: no cover - execv does not return
 def _secure_infra(action: str, settings: Settings) -> int:
     from fleet import secure_profile
     from fleet.security import KAFKA_ROLES
@@ -60,6 +54,12 @@ def _secure_infra(action: str, settings: Settings) -> int:
     return 0
 
 
+def _cmd_worker(args: argparse.Namespace, settings: Settings) -> int:
+    # The worker is the Faust app in streams/; exec it so fleet/ never imports streams.
+    argv = [sys.executable, "-m", "faust", "-A", "streams.worker", "worker", "-l", args.loglevel,
+            "--without-web"]  # fmt: skip
+    os.execv(sys.executable, argv)
+    return 0  # pragma: no cover - execv does not return
 
 
 def _print_rows(rows: Sequence[dict[str, Any]], fmt: str) -> None:
@@ -156,12 +156,6 @@ def _cmd_config(args: argparse.Namespace, settings: Settings) -> int:
     return 0
 
 
-def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="fleet", description=__doc__)
-    sub = parser.add_subparsers(dest="command", required=True)
-
-    infra = sub.add_parser("infra", help="start, stop or show the local services")
-    infra.add_argument("action", choices=["up", "down", "status", "fetch"])
 def _shown(value: object) -> object:
     """A setting as `fleet config` prints it: secrets and URL passwords masked."""
     from urllib.parse import urlsplit
@@ -178,11 +172,22 @@ def _shown(value: object) -> object:
     return value
 
 
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="fleet", description=__doc__)
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    infra = sub.add_parser("infra", help="start, stop or show the local services")
+    infra.add_argument("action", choices=["up", "down", "status", "fetch"])
     infra.add_argument(
         "--no-prometheus",
         dest="prometheus",
         action="store_false",
         help="do not start Prometheus with `up`",
+    )
+    infra.add_argument(
+        "--secure",
+        action="store_true",
+        help="the secure profile: SASL_SSL broker with ACLs, TLS Redis with ACL users",
     )
     infra.set_defaults(handler=_cmd_infra)
 
@@ -190,11 +195,6 @@ def _shown(value: object) -> object:
     worker.add_argument("-l", "--loglevel", default="info")
     worker.set_defaults(handler=_cmd_worker)
 
-    infra.add_argument(
-        "--secure",
-        action="store_true",
-        help="the secure profile: SASL_SSL broker with ACLs, TLS Redis with ACL users",
-    )
     replay = sub.add_parser("replay", help="run the ingest core over a JSON-lines/Parquet file")
     replay.add_argument("file")
     replay.add_argument("--now-ms", type=int, default=None, help="the pipeline clock (default now)")

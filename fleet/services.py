@@ -23,9 +23,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from urllib.parse import urlparse
 
+from fleet.clients import confluent_config
 from fleet.errors import ServiceUnavailable
 from fleet.settings import PROJECT_ROOT, Settings
-from fleet.clients import confluent_config
 from fleet.topics import topic_specs
 
 KAFKA_POM = PROJECT_ROOT / "infra" / "kafka" / "pom.xml"
@@ -287,8 +287,6 @@ class Kafka(_Service):
                 check=True, stdout=subprocess.DEVNULL,
             )  # fmt: skip
 
-    def _java(self) -> list[str]:
-        classpath = ":".join(str(p) for p in sorted(self.libs.glob("*.jar")))
     def listener_properties(self, host: str, port: int) -> list[str]:
         """The listeners: PLAINTEXT for clients, the controller on the next port."""
         return [
@@ -302,6 +300,8 @@ class Kafka(_Service):
         """Extra options of the storage format (the secure broker's SCRAM users)."""
         return []
 
+    def _java(self) -> list[str]:
+        classpath = ":".join(str(p) for p in sorted(self.libs.glob("*.jar")))
         return [
             "java",
             "-Xms256m",

@@ -108,12 +108,12 @@ def worker(tmp_path: Path) -> Iterator[Callable[..., WorkerProcess]]:
         handle.kill()
 
 
-def produce(bootstrap: str, topic: str, messages: list[tuple[bytes | None, bytes | None]]) -> None:
 def kafka_config(bootstrap: str, extra: dict[str, Any]) -> dict[str, Any]:
     """A confluent-kafka config for ``bootstrap`` with the environment's security settings."""
     return confluent_config(get_settings(), {"bootstrap.servers": bootstrap, **extra})
 
 
+def produce(bootstrap: str, topic: str, messages: list[tuple[bytes | None, bytes | None]]) -> None:
     """Publish (key, value) pairs with confluent-kafka and wait for delivery."""
     producer = Producer(
         kafka_config(bootstrap, {"partitioner": "murmur2_random", "linger.ms": 5, "log_level": 3})
