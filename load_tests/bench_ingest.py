@@ -26,6 +26,7 @@ from fleet.ingest import IngestConfig, Ingestor
 from fleet.settings import PROJECT_ROOT, Settings
 from fleet.topics import PINGS
 from load_tests.harness import WorkerProcess, free_port, scrape
+from load_tests.load.probe import quantile
 from load_tests.simulator import make_fleet, producer_config
 
 
@@ -68,21 +69,6 @@ def bench_core(n: int, drivers: int, batch: int = 5000) -> dict[str, float]:
     return {"pings": n, "seconds": elapsed, "pings_per_s": n / elapsed}
 
 
-def _quantile(buckets: list[tuple[float, float]], q: float) -> float:
-    """Quantile from cumulative histogram buckets (upper bound, count), linear within a bucket."""
-    total = buckets[-1][1]
-    target = q * total
-    prev_bound, prev_count = 0.0, 0.0
-    for bound, count in buckets:
-        if count >= target:
-            if bound == float("inf"):
-                return prev_bound
-            share = (target - prev_count) / max(count - prev_count, 1e-9)
-            return prev_bound + (bound - prev_bound) * share
-        prev_bound, prev_count = bound, count
-    return prev_bound
-
-
 def latency_quantiles(port: int, clock: str) -> tuple[float, float, float]:
     samples = scrape(port).get("fleet_ping_to_redis_seconds_bucket", [])
     buckets = sorted(
@@ -90,7 +76,7 @@ def latency_quantiles(port: int, clock: str) -> tuple[float, float, float]:
     )
     if not buckets or buckets[-1][1] == 0:
         return (float("nan"),) * 3  # type: ignore[return-value]
-    return _quantile(buckets, 0.5), _quantile(buckets, 0.99), buckets[-1][1]
+    return quantile(buckets, 0.5), quantile(buckets, 0.99), buckets[-1][1]
 
 
 def accepted(port: int) -> float:

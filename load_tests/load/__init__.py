@@ -1,0 +1,1 @@
+"""Load tests: scenarios, traffic, probes, verdicts and reports of `fleet load run`."""
