@@ -22,11 +22,11 @@ $(VENV)/.installed: pyproject.toml | $(BIN)/python
 	$(BIN)/pip install -q -e '.[dev]'
 	touch $@
 
-setup: $(VENV)/.installed ## All set-up: venv, packages, redis-server/prometheus, Kafka jars
+setup: $(VENV)/.installed ## All set-up: venv, packages, redis-server/prometheus/mosquitto, Kafka jars
 	@command -v java >/dev/null || { \
 	  $(SUDO) apt-get update -qq && DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -qq openjdk-17-jre-headless >/dev/null; }
-	@command -v redis-server >/dev/null && command -v prometheus >/dev/null || { \
-	  $(SUDO) apt-get update -qq && DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -qq redis-server prometheus >/dev/null; }
+	@command -v redis-server >/dev/null && command -v prometheus >/dev/null && { command -v mosquitto || test -x /usr/sbin/mosquitto; } >/dev/null || { \
+	  $(SUDO) apt-get update -qq && DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -qq redis-server prometheus mosquitto >/dev/null; }
 	@command -v mvn >/dev/null || ls var/kafka-libs/kafka_2.13-*.jar >/dev/null 2>&1 || { \
 	  DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -qq maven >/dev/null; }
 	$(BIN)/fleet infra fetch

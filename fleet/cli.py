@@ -19,7 +19,12 @@ Handler = Callable[[argparse.Namespace, Settings], int]
 # Feature packages add their sub-commands through a ``register(subparsers)`` function in
 # these modules. They are named, not imported, here, so the kernel never depends on them
 # (a module's own imports happen inside its handlers, keeping `fleet --help` fast).
-FEATURE_CLIS: tuple[str, ...] = ("fleet.history.cli", "dashboards.cli", "load_tests.cli")
+FEATURE_CLIS: tuple[str, ...] = (
+    "fleet.history.cli",
+    "gateway.cli",
+    "dashboards.cli",
+    "load_tests.cli",
+)
 
 
 def _cmd_infra(args: argparse.Namespace, settings: Settings) -> int:

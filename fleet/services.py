@@ -1,4 +1,5 @@
-"""Starts, stops and reports the real local services: Kafka (KRaft), Redis, Prometheus.
+"""Starts, stops and reports the real local services: Kafka (KRaft), Redis, Mosquitto,
+Prometheus.
 
 Each service runs natively from this checkout: its data, logs and PID file live under
 ``<var_dir>/<service>/``. ``up`` is idempotent, ``down`` stops exactly what ``up`` started
@@ -11,6 +12,7 @@ from __future__ import annotations
 import base64
 import contextlib
 import os
+import pwd
 import resource
 import shutil
 import signal
@@ -366,9 +368,55 @@ class Prometheus(_Service):
                 f"--web.listen-address=127.0.0.1:{PROMETHEUS_PORT}"]  # fmt: skip
 
 
+def mqtt_address(settings: Settings) -> tuple[str, int]:
+    url = urlparse(settings.mqtt_url)
+    return (url.hostname or "127.0.0.1", url.port or 1883)
+
+
+class Mosquitto(_Service):
+    """Debian's mosquitto: the driver gateway's MQTT broker, loopback only, sessions and
+    retained route updates persisted under var/mosquitto/."""
+
+    name = "mosquitto"
+
+    def address(self) -> tuple[str, int]:
+        return mqtt_address(self.settings)
+
+    def prepare(self) -> None:
+        host, port = self.address()
+        data = self.home / "data"
+        data.mkdir(parents=True, exist_ok=True)
+        (self.home / "mosquitto.conf").write_text(
+            "\n".join(
+                [
+                    f"listener {port} {host}",
+                    "allow_anonymous true",
+                    "persistence true",
+                    f"persistence_location {data}/",
+                    "autosave_interval 30",
+                    # The gateway acknowledges after Kafka: let enough QoS 1 messages be in flight.
+                    "max_inflight_messages 200",
+                    "max_queued_messages 100000",
+                    f"user {pwd.getpwuid(os.getuid()).pw_name}",  # root keeps access to var/
+                    "log_dest stdout",
+                    "log_type error",
+                    "log_type warning",
+                    "log_type notice",
+                    "",
+                ]
+            )
+        )
+
+    def command(self) -> list[str]:
+        binary = shutil.which("mosquitto") or shutil.which("mosquitto", path="/usr/sbin:/sbin")
+        if binary is None:
+            raise ServiceUnavailable("mosquitto missing: run `make setup` (apt-get install)")
+        return [binary, "-c", str(self.home / "mosquitto.conf")]
+
+
 def services(settings: Settings, with_prometheus: bool | None = None) -> list[_Service]:
     """The services `fleet infra` manages; Prometheus only where its binary is installed."""
-    found: list[_Service] = [Kafka(settings), Redis(settings)]
+    found: list[_Service] = [Kafka(settings), Redis(settings), Mosquitto(settings)]
     if with_prometheus or (with_prometheus is None and shutil.which("prometheus")):
         found.append(Prometheus(settings))
     return found

@@ -105,6 +105,33 @@ class Settings(BaseSettings):
     history_query_port: int = Field(
         0, ge=0, description="Port of the worker's read-only history endpoint (0 = any free)"
     )
+    # --- driver gateway (docs/gateway.md) -------------------------------------------------
+    gateway_url: str = Field(
+        "http://127.0.0.1:5055",
+        description="URL of the driver gateway; it listens on this port at FLEET_LISTEN_HOST",
+    )
+    mqtt_url: str = Field("mqtt://127.0.0.1:1883", description="MQTT broker (Mosquitto) URL")
+    mqtt_client_id: str = Field(
+        "fleet-gateway", description="The gateway's MQTT client id (persistent session)"
+    )
+    gateway_devices_file: Path | None = Field(
+        None, description="JSON object device id -> driver id (also read: Redis hash fleet:devices)"
+    )
+    gateway_registered_only: bool = Field(
+        False, description="Refuse unregistered devices (off = development: device id = driver id)"
+    )
+    gateway_rate_per_s: float = Field(
+        20.0, gt=0, description="Messages per second a device may send on average (then 429)"
+    )
+    gateway_rate_burst: int = Field(
+        1000, ge=1, description="Messages a device may send at once (an offline queue)"
+    )
+    gateway_max_body_bytes: int = Field(
+        1_048_576, ge=1, description="Largest HTTP request body (then 413)"
+    )
+    gateway_kafka_timeout_s: float = Field(
+        10.0, gt=0, description="Longest wait for Kafka's acknowledgement (then 503)"
+    )
     # --- dashboards (Grafana; `fleet dashboards push`) ------------------------------------
     grafana_url: str = Field(
         "http://127.0.0.1:3000", description="Grafana that `fleet dashboards push` uploads to"

@@ -33,10 +33,11 @@ def service_unavailable(message: str) -> None:
 
 @pytest.fixture(scope="session")
 def stack() -> Iterator[Settings]:
-    """Kafka and Redis up for the session; returns the base settings."""
+    """Kafka, Redis and Mosquitto up for the session; returns the base settings."""
     settings = Settings()
     started = []
-    for service in (services.Kafka(settings), services.Redis(settings)):
+    needed = (services.Kafka(settings), services.Redis(settings), services.Mosquitto(settings))
+    for service in needed:
         was = service.status().state
         try:
             service.up(lambda _msg: None)

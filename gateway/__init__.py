@@ -1,0 +1,1 @@
+"""The driver gateway: phone-tracker apps in over HTTP and MQTT, route updates pushed out."""
