@@ -8,6 +8,7 @@ from typing import Any
 
 import pytest
 
+from fleet.clock import now_ms
 from fleet.records import DispatchCommand, encode
 from fleet.topics import COMMANDS, DLQ, EVENTS, PINGS, ROUTES
 from load_tests.harness import metric_value, scrape
@@ -17,6 +18,7 @@ from tests.conftest import consume_all, produce, wait_until
 pytestmark = pytest.mark.integration
 
 PLAN = build_plan("rt-dl", "drv-dl", n_stops=2)
+NOW = now_ms()
 # One invalid message per input topic and reason: (topic, key, value, reason).
 INVALID: list[tuple[str, bytes, bytes, str]] = [
     (PINGS, b"drv-dl", b"not json", "invalid_json"),
@@ -25,13 +27,13 @@ INVALID: list[tuple[str, bytes, bytes, str]] = [
     (EVENTS, b"drv-dl", b"{", "invalid_json"),
     (EVENTS, b"drv-dl", b'{"event_id":"e1","driver_id":"drv-dl","type":"teleported",'
      b'"ts_ms":1763720103250}', "invalid_value"),
-    (ROUTES, b"rt-dl", b"[1, 2]", "invalid_value"),
+    (ROUTES, b"rt-dl", b"[1, 2]", "not_an_object"),
     (COMMANDS, b"rt-dl", b"nope", "invalid_json"),
     # Decodes, but no route is known: the command cannot apply.
-    (COMMANDS, b"rt-unknown", encode(DispatchCommand("c1", "rt-unknown", "cancel_route", 1)),
+    (COMMANDS, b"rt-unknown", encode(DispatchCommand("c1", "rt-unknown", "cancel_route", NOW)),
      "unknown_route"),
     # No agent is registered for optimize commands yet: answered, never ignored.
-    (COMMANDS, b"rt-dl", encode(DispatchCommand("c2", "rt-dl", "optimize", 1)),
+    (COMMANDS, b"rt-dl", encode(DispatchCommand("c2", "rt-dl", "optimize", NOW)),
      "unsupported_command"),
 ]  # fmt: skip
 
@@ -61,7 +63,7 @@ def test_invalid_input_of_every_agent_is_dead_lettered_and_counted(fleet_env, wo
         return counts if counts and all(v >= 1 for v in counts.values()) else None
 
     counts = wait_until(all_counted, 90)
-    assert counts, _counted(fleet_env)
+    assert counts, f"not all counted: {_counted(fleet_env)}"
     expected: dict[tuple[str, str], int] = {}
     for source, _key, _value, reason in INVALID:
         expected[(source, reason)] = expected.get((source, reason), 0) + 1
