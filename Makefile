@@ -43,8 +43,14 @@ test: setup ## ruff, mypy, then pytest (unit + integration on the real services 
 lint: ## ruff only
 	$(BIN)/ruff check . && $(BIN)/ruff format --check .
 
+typecheck: ## mypy over the configured packages
+	$(BIN)/mypy
+
 unit: ## Unit tests only (no services)
 	$(BIN)/pytest -q tests/unit
+
+integration: setup ## Integration tests only (real Kafka, Redis, ClickHouse engine)
+	$(BIN)/pytest -q -p no:cacheprovider tests/integration
 
 bench: setup ## Benchmarks (figures go to docs/benchmarks.md)
 	$(BIN)/python -m load_tests.bench_ingest
