@@ -105,6 +105,29 @@ class Settings(BaseSettings):
     history_query_port: int = Field(
         0, ge=0, description="Port of the worker's read-only history endpoint (0 = any free)"
     )
+    # --- history reads (docs/history.md "Reads"): limits, token, read-only account -------
+    history_query_timeout_s: float = Field(
+        60.0, gt=0, description="Longest a history read may run (max_execution_time)"
+    )
+    history_query_max_memory_bytes: int = Field(
+        2_000_000_000, ge=1, description="Memory one history read may use (max_memory_usage)"
+    )
+    history_query_max_result_rows: int = Field(
+        10_000_000, ge=1, description="Rows a history read may return (then it fails)"
+    )
+    history_query_max_result_bytes: int = Field(
+        1_000_000_000, ge=1, description="Bytes a history read may return (then it fails)"
+    )
+    history_token: SecretStr | None = Field(
+        None,
+        description="Token of the worker's history endpoint; unset = generated in "
+        "<var>/history/query.token (0600), shared by the CLI and the worker",
+    )
+    clickhouse_reader_url: SecretStr | None = Field(
+        None,
+        description="ClickHouse URL of a read-only account for history readers "
+        "(unset = FLEET_CLICKHOUSE_URL with readonly=2 per read)",
+    )
     # --- driver gateway (docs/gateway.md) -------------------------------------------------
     gateway_url: str = Field(
         "http://127.0.0.1:5055",

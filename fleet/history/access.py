@@ -1,16 +1,20 @@
 """Who may open the history: one owner of the embedded store, everyone else reads through it.
 
 chDB locks its data directory to one process. The owner (the worker's sinks, or a CLI
-when no worker runs) holds ``owner.lock`` and, if it serves readers, publishes the port of
-its read-only query endpoint in ``owner.json``. A reader that finds the lock held sends
-its SQL there. With a ClickHouse server configured, everyone talks to the server.
+when no worker runs) holds ``owner.lock`` and, if it serves readers, publishes the address
+of its read-only query endpoint in ``owner.json``. A reader that finds the lock held sends
+its SQL there, with the shared token. With a ClickHouse server configured, everyone talks
+to the server (readers on the read-only account when one is configured). Only a writer
+applies the schema: a reader's own settings (retention, say) never change the store.
 """
 
 from __future__ import annotations
 
 import fcntl
+import hmac
 import json
 import os
+import secrets
 import urllib.error
 import urllib.request
 from collections.abc import Awaitable, Callable
@@ -19,11 +23,20 @@ from typing import IO, Any
 
 from aiohttp import web
 
-from fleet.history.errors import HistoryError, StoreBusy
-from fleet.history.store import EmbeddedStore, HistoryStore, Params, ServerStore, apply_schema
+from fleet.history.errors import HistoryError, StoreBusy, Unauthorized
+from fleet.history.store import (
+    EmbeddedStore,
+    HistoryStore,
+    Params,
+    ReadLimits,
+    ServerStore,
+    apply_schema,
+)
 from fleet.settings import Settings
 
 QUERY_PATH = "/history/query"
+TOKEN_FILE = "query.token"
+ANY_ADDRESS = ("", "0.0.0.0", "::")
 
 
 def history_dir(settings: Settings) -> Path:
@@ -49,10 +62,10 @@ class OwnerLock:
         # A killed owner leaves its owner.json behind; it must not send readers to a dead port.
         (directory / "owner.json").unlink(missing_ok=True)
 
-    def publish(self, port: int) -> None:
+    def publish(self, port: int, host: str = "127.0.0.1") -> None:
         """Tell readers where the owner answers queries."""
         tmp = self.directory / "owner.json.tmp"
-        tmp.write_text(json.dumps({"pid": os.getpid(), "port": port}))
+        tmp.write_text(json.dumps({"pid": os.getpid(), "port": port, "host": host}))
         tmp.replace(self.directory / "owner.json")
 
     def release(self) -> None:
@@ -66,11 +79,14 @@ class OwnerLock:
 class OwnedStore:
     """The embedded store together with the lock that makes this process its owner."""
 
-    def __init__(self, settings: Settings) -> None:
+    def __init__(self, settings: Settings, writer: bool = True) -> None:
         self.lock = OwnerLock(history_dir(settings))
         try:
-            self._store = EmbeddedStore(history_dir(settings) / "chdb")
-            apply_schema(self._store, settings)
+            self._store = EmbeddedStore(
+                history_dir(settings) / "chdb", ReadLimits.from_settings(settings)
+            )
+            if writer:
+                apply_schema(self._store, settings)
         except BaseException:
             self.lock.release()
             raise
@@ -92,19 +108,53 @@ class OwnedStore:
 
 
 def open_owner(settings: Settings) -> HistoryStore:
-    """The store for a writer: the server, or the embedded store with its lock (StoreBusy)."""
+    """The store for a writer: the server, or the embedded store with its lock (StoreBusy).
+
+    The writer applies the schema (DDL and retention from its settings).
+    """
     if settings.clickhouse_url is not None:
-        store = ServerStore(settings.clickhouse_url.get_secret_value())
+        store = ServerStore(
+            settings.clickhouse_url.get_secret_value(), ReadLimits.from_settings(settings)
+        )
         apply_schema(store, settings)
         return store
     return OwnedStore(settings)
 
 
-class WorkerReader:
-    """Reads through the owning worker's query endpoint."""
+def query_token(settings: Settings) -> str:
+    """The history endpoint's token: FLEET_HISTORY_TOKEN, else one generated once under var/.
 
-    def __init__(self, port: int, timeout_s: float = 300.0) -> None:
-        self.url = f"http://127.0.0.1:{port}{QUERY_PATH}"
+    The generated token is written 0600 and linked into place atomically, so a worker and a
+    CLI starting together agree on one token.
+    """
+    if settings.history_token is not None:
+        return settings.history_token.get_secret_value()
+    directory = history_dir(settings)
+    directory.mkdir(parents=True, exist_ok=True)
+    path = directory / TOKEN_FILE
+    if not path.exists():
+        tmp = directory / f".{TOKEN_FILE}.{os.getpid()}"
+        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+        with os.fdopen(fd, "w") as out:
+            out.write(secrets.token_urlsafe(32))
+        try:
+            os.link(tmp, path)  # fails if another process got there first: theirs is kept
+        except FileExistsError:
+            pass
+        finally:
+            tmp.unlink()
+    return path.read_text().strip()
+
+
+class WorkerReader:
+    """Reads through the owning worker's query endpoint, with the shared token."""
+
+    def __init__(
+        self, port: int, token: str, host: str = "127.0.0.1", timeout_s: float = 300.0
+    ) -> None:
+        host = "127.0.0.1" if host in ANY_ADDRESS else host
+        self.url = f"http://{host}:{port}{QUERY_PATH}"
+        self.token = token
         self.timeout_s = timeout_s
 
     def execute(self, sql: str) -> None:
@@ -115,15 +165,17 @@ class WorkerReader:
 
     def query(self, sql: str, fmt: str = "JSONEachRow", params: Params | None = None) -> bytes:
         body = json.dumps({"sql": sql, "format": fmt, "params": params or {}}).encode()
-        request = urllib.request.Request(
-            self.url, data=body, headers={"Content-Type": "application/json"}
-        )
+        headers = {"Content-Type": "application/json", "Authorization": f"Bearer {self.token}"}
+        request = urllib.request.Request(self.url, data=body, headers=headers)
         try:
             with urllib.request.urlopen(request, timeout=self.timeout_s) as response:
                 data: bytes = response.read()
                 return data
         except urllib.error.HTTPError as exc:
-            raise HistoryError(exc.read().decode("utf-8", "replace")) from None
+            text = exc.read().decode("utf-8", "replace")
+            if exc.code in (401, 403):
+                raise Unauthorized(f"the history endpoint refused the token: {text}") from None
+            raise HistoryError(text) from None
         except OSError as exc:
             # The owner died or is between lock and endpoint: the store may be free soon.
             raise StoreBusy(f"the worker's history endpoint {self.url}: {exc}") from exc
@@ -132,7 +184,7 @@ class WorkerReader:
         pass
 
 
-def _owner_port(settings: Settings) -> int:
+def _owner_address(settings: Settings) -> tuple[str, int]:
     try:
         owner = json.loads((history_dir(settings) / "owner.json").read_text())
     except (OSError, ValueError):
@@ -140,25 +192,40 @@ def _owner_port(settings: Settings) -> int:
             "the history store is locked by a process that serves no queries "
             "(a worker still starting, or another CLI); retry shortly"
         ) from None
-    port: int = owner["port"]
-    return port
+    return str(owner.get("host", "127.0.0.1")), int(owner["port"])
 
 
 def open_reader(settings: Settings) -> HistoryStore:
-    """A store to read from: the server, the embedded store if free, else the worker's."""
+    """A store to read from, never applying the schema: the server (its read-only account
+    when configured), the embedded store if free, else the owning worker's endpoint."""
+    limits = ReadLimits.from_settings(settings)
+    if settings.clickhouse_reader_url is not None:
+        return ServerStore(settings.clickhouse_reader_url.get_secret_value(), limits, True)
+    if settings.clickhouse_url is not None:
+        return ServerStore(settings.clickhouse_url.get_secret_value(), limits)
     try:
-        return open_owner(settings)
+        return OwnedStore(settings, writer=False)
     except StoreBusy:
-        return WorkerReader(_owner_port(settings))
+        host, port = _owner_address(settings)
+        return WorkerReader(port, query_token(settings), host)
 
 
 QueryRunner = Callable[[str, str, Params], Awaitable[bytes]]
 
 
-def query_endpoint(run_query: QueryRunner) -> web.Application:
-    """The owner's read-only endpoint: POST {sql, format, params} -> the formatted result."""
+def query_endpoint(run_query: QueryRunner, token: str) -> web.Application:
+    """The owner's read-only endpoint: POST {sql, format, params} -> the formatted result.
+
+    Every request carries ``Authorization: Bearer <token>``: none is 401, a wrong one 403.
+    """
+    expected = f"Bearer {token}".encode()
 
     async def handle(request: web.Request) -> web.Response:
+        given = request.headers.get("Authorization")
+        if given is None:
+            return web.Response(status=401, text="history endpoint: token required")
+        if not hmac.compare_digest(given.encode(), expected):
+            return web.Response(status=403, text="history endpoint: wrong token")
         try:
             payload = await request.json()
             sql, fmt = str(payload["sql"]), str(payload.get("format", "JSONEachRow"))

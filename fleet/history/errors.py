@@ -11,3 +11,11 @@ class HistoryError(FleetError, RuntimeError):
 
 class StoreBusy(HistoryError):
     """The embedded store is owned by another process (a running worker)."""
+
+
+class ReadRefused(HistoryError):
+    """A history read was refused before it ran: not exactly one read-only statement."""
+
+
+class Unauthorized(HistoryError, PermissionError):
+    """The history query endpoint was called without the right token."""

@@ -19,7 +19,7 @@ from typing import Any, TypeVar, cast
 import pyarrow as pa
 from aiohttp import web
 
-from fleet.history.access import OwnedStore, open_owner, query_endpoint
+from fleet.history.access import OwnedStore, open_owner, query_endpoint, query_token
 from fleet.history.partitions import split_for_insert
 from fleet.history.store import HistoryStore, Params
 from fleet.retry import RetryPolicy
@@ -60,6 +60,7 @@ class HistoryWriter:
         self._executor = ThreadPoolExecutor(1, thread_name_prefix="history-store")
         self._store: HistoryStore | None = None
         self._port: int | None = None
+        self._host = settings.listen_host
         self._runner: web.AppRunner | None = None
 
     # --- on the store thread ---------------------------------------------------------------
@@ -71,7 +72,7 @@ class HistoryWriter:
 
     def _publish(self) -> None:
         if isinstance(self._store, OwnedStore) and self._port is not None:
-            self._store.lock.publish(self._port)
+            self._store.lock.publish(self._port, self._host)
 
     def _insert(self, table: str, rows: pa.Table, token: str | None) -> None:
         store = self._open()
@@ -123,11 +124,14 @@ class HistoryWriter:
         """A read-only query on the owned store (one attempt; errors go to the reader)."""
         return await self._call(self._query, sql, fmt, params or {})
 
-    async def serve_readers(self, port: int, host: str = "127.0.0.1") -> int:
-        """Serve the read-only query endpoint; publish its port once the store is owned."""
-        self._runner = web.AppRunner(query_endpoint(self.query))
+    async def serve_readers(self, port: int, host: str | None = None) -> int:
+        """Serve the read-only query endpoint (on FLEET_LISTEN_HOST, behind the token);
+        publish its address once the store is owned."""
+        self._host = host or self.settings.listen_host
+        token = await asyncio.to_thread(query_token, self.settings)
+        self._runner = web.AppRunner(query_endpoint(self.query, token))
         await self._runner.setup()
-        site = web.TCPSite(self._runner, host, port)
+        site = web.TCPSite(self._runner, self._host, port)
         await site.start()
         server = site._server
         sockets = getattr(server, "sockets", None) or []
