@@ -23,6 +23,7 @@ FEATURE_CLIS: tuple[str, ...] = (
     "fleet.history.cli",
     "gateway.cli",
     "dashboards.cli",
+    "dashboards.dispatch_cli",
     "load_tests.cli",
 )
 
