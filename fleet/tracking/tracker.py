@@ -58,7 +58,10 @@ class PlanGeometry:
 
 
 _GEOMETRY: OrderedDict[tuple[str, int], PlanGeometry] = OrderedDict()
-GEOMETRY_CACHE_SIZE = 4096
+# Holds every route a worker tracks: the stale timer visits all its drivers every few seconds,
+# so a cache smaller than the fleet is rebuilt whole on each sweep (at 8,000 routes and 4,096
+# entries that was 80 % of the event loop; see docs/benchmarks.md, issue 13). ~3 KB a route.
+GEOMETRY_CACHE_SIZE = 100_000
 
 
 def plan_geometry(plan: RoutePlan) -> PlanGeometry:
