@@ -21,6 +21,7 @@ import re
 import shutil
 import subprocess
 import time
+import urllib.error
 import urllib.parse
 import urllib.request
 import uuid
@@ -43,6 +44,7 @@ from fleet.history.errors import HistoryError, StoreBusy
 from fleet.records import DeliveryEvent, EtaUpdate, Ping, StopEta, encode
 from fleet.settings import Settings
 from fleet.topics import ALERTS, ETAS, EVENTS, PINGS, ROUTES
+from load_tests.gateway_process import GatewayProcess
 from load_tests.harness import WorkerProcess, free_port
 from load_tests.scenarios import build_plan
 from tests.conftest import TEST_PARTITIONS, produce, service_unavailable, wait_until
@@ -55,6 +57,7 @@ MIN = 60_000
 FAULT_ONLY = {
     "fleet_processing_errors_total", "fleet_hook_errors_total", "fleet_effect_retries_total",
     "fleet_history_retries_total", "fleet_dead_letter_failures_total",
+    "fleet_gateway_kafka_failures_total",
 }  # fmt: skip
 
 
@@ -69,6 +72,7 @@ class Scenario:
     started_ms: int
     metrics_port: int
     prometheus: str
+    gateway: str
 
 
 def _targets(source_type: str) -> list[tuple[str, str, str, dict[str, Any]]]:
@@ -156,7 +160,32 @@ def _history_counts(settings: Settings, run: str) -> dict[str, int]:
         store.close()
 
 
-def _start_prometheus(tmp: Path, metrics_port: int) -> tuple[subprocess.Popen[bytes], str]:
+def _use_gateway(url: str, run: str) -> None:
+    """Phones at work: OsmAnd fixes, an invalid one, an OwnTracks non-location, a burst."""
+    sec = int(time.time())
+
+    def get(query: str) -> int:
+        try:
+            with urllib.request.urlopen(f"{url}/?{query}", timeout=10) as resp:
+                return int(resp.status)
+        except urllib.error.HTTPError as exc:
+            return int(exc.code)
+
+    statuses = [get(f"id=gw-{run}-{i}&lat=52.5&lon=13.4&timestamp={sec}") for i in range(2)]
+    statuses.append(get(f"id=gw-{run}-0&lat=123.4&lon=13.4&timestamp={sec}"))
+    statuses += [get(f"id=gw-{run}-burst&lat=52.5&lon=13.4&timestamp={sec + i}") for i in range(6)]
+    request = urllib.request.Request(
+        f"{url}/owntracks?u=gw&d={run}", data=b'{"_type": "transition"}', method="POST",
+        headers={"Content-Type": "application/json"},
+    )  # fmt: skip
+    with urllib.request.urlopen(request, timeout=10) as resp:
+        statuses.append(int(resp.status))
+    assert {200, 400, 429} <= set(statuses), statuses
+
+
+def _start_prometheus(
+    tmp: Path, metrics_port: int, gateway: str
+) -> tuple[subprocess.Popen[bytes], str]:
     binary = shutil.which("prometheus")
     if binary is None:
         service_unavailable("prometheus missing: run `make setup`")
@@ -166,6 +195,8 @@ def _start_prometheus(tmp: Path, metrics_port: int) -> tuple[subprocess.Popen[by
         "global: {scrape_interval: 1s, evaluation_interval: 1s}\n"
         "scrape_configs:\n  - job_name: fleet-worker\n"
         f"    static_configs: [{{targets: ['127.0.0.1:{metrics_port}']}}]\n"
+        "  - job_name: fleet-gateway\n"
+        f"    static_configs: [{{targets: ['{gateway.removeprefix('http://')}']}}]\n"
     )
     port = free_port()
     proc = subprocess.Popen(
@@ -207,12 +238,18 @@ def day(stack: Settings, tmp_path_factory: pytest.TempPathFactory) -> Iterator[S
     )  # fmt: skip
     services.ensure_topics(settings)
     worker = WorkerProcess(env, tmp / "worker.log", ready_s=90.0)
+    gateway_env = {**env, "FLEET_GATEWAY_URL": f"http://127.0.0.1:{free_port()}",
+                   "FLEET_MQTT_CLIENT_ID": f"gw-{run}", "FLEET_GATEWAY_RATE_BURST": "3",
+                   "FLEET_GATEWAY_RATE_PER_S": "0.5"}  # fmt: skip
+    gateway = GatewayProcess(gateway_env, tmp / "gateway.log")
     prometheus = None
     try:
         worker.start()
-        prometheus, prom_url = _start_prometheus(tmp, metrics_port)
+        gateway.start()
+        prometheus, prom_url = _start_prometheus(tmp, metrics_port, gateway.url)
         now = int(time.time() * 1000)
         driver_a, driver_b, failed_stop = _publish(env, settings, run, now)
+        _use_gateway(gateway.url, run)
         expected = {"plans": 3, "events": 5, "etas": 3, "pings": 6}
         landed = wait_until(
             lambda: (c := _history_counts(settings, run))
@@ -221,11 +258,12 @@ def day(stack: Settings, tmp_path_factory: pytest.TempPathFactory) -> Iterator[S
         )  # fmt: skip
         assert landed, (_history_counts(settings, run), worker.tail())
         yield Scenario(run, env, settings, driver_a, driver_b, failed_stop, now - 30 * MIN,
-                       metrics_port, prom_url)  # fmt: skip
+                       metrics_port, prom_url, gateway.url)  # fmt: skip
     finally:
         if prometheus is not None:
             prometheus.terminate()
             prometheus.wait(30)
+        gateway.stop()
         worker.kill()
         services.delete_topics(stack.kafka_bootstrap, (f"t{run}.", f"test-{run}-"))
 
@@ -323,9 +361,10 @@ def test_every_promql_expression_returns_series_from_the_live_worker(day, title,
     if metrics & FAULT_ONLY:
         body = _promql(day.prometheus, expr)
         assert body["status"] == "success", body
-        with urllib.request.urlopen(f"http://127.0.0.1:{day.metrics_port}/metrics") as resp:
-            text = resp.read().decode()
-        typed = set(re.findall(r"^# TYPE (\w+) ", text, re.M))
+        typed = set()
+        for url in (f"http://127.0.0.1:{day.metrics_port}", day.gateway):
+            with urllib.request.urlopen(f"{url}/metrics", timeout=10) as resp:
+                typed |= set(re.findall(r"^# TYPE (\w+) ", resp.read().decode(), re.M))
         assert all({m, m.removesuffix("_total")} & typed for m in metrics), metrics - typed
         return
     result = wait_until(lambda: _promql(day.prometheus, expr)["data"]["result"], timeout=60)
