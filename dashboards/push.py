@@ -37,6 +37,7 @@ class PushResult:
 def datasources(settings: Settings) -> list[dict[str, Any]]:
     """The three data sources the dashboards use, as Grafana's API takes them."""
     clickhouse = urlparse(settings.grafana_clickhouse_url)
+    password = settings.grafana_clickhouse_password
     return [
         {"uid": "prometheus", "name": "Prometheus", "type": "prometheus", "access": "proxy",
          "url": settings.grafana_prometheus_url, "isDefault": True},
@@ -45,9 +46,9 @@ def datasources(settings: Settings) -> list[dict[str, Any]]:
          "jsonData": {"host": clickhouse.hostname or "localhost",
                       "port": clickhouse.port or 8123,
                       "protocol": "http", "secure": clickhouse.scheme == "https",
-                      "username": clickhouse.username or "default",
+                      "username": settings.grafana_clickhouse_user,
                       "defaultDatabase": "fleet"},
-         "secureJsonData": {"password": clickhouse.password or ""}},
+         "secureJsonData": {"password": password.get_secret_value() if password else ""}},
         {"uid": "redis", "name": "Redis", "type": "redis-datasource", "access": "proxy",
          "url": settings.grafana_redis_url, "jsonData": {"client": "standalone"}},
     ]  # fmt: skip

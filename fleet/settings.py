@@ -168,6 +168,12 @@ class Settings(BaseSettings):
     grafana_clickhouse_url: str = Field(
         "http://clickhouse:8123", description="ClickHouse HTTP as Grafana reaches it (data source)"
     )
+    grafana_clickhouse_user: str = Field(
+        "fleet_reader", description="ClickHouse account of that data source (read-only)"
+    )
+    grafana_clickhouse_password: SecretStr | None = Field(
+        None, description="Its password (or FLEET_GRAFANA_CLICKHOUSE_PASSWORD_FILE=<path>)"
+    )
     grafana_redis_url: str = Field(
         "redis://redis:6379", description="Redis as Grafana reaches it (data source)"
     )
