@@ -13,6 +13,7 @@ from dashboards.panels import (
     pie,
     stat_panel,
     status_mappings,
+    traffic_light,
 )
 from dashboards.sources import CLICKHOUSE, REDIS, ClickHouseFormat, redis_command, redis_raw, sql
 from dashboards.sql import DRIVER_STATUS, OPEN_ALERTS, STOP_OUTCOMES, report, with_ctes
@@ -66,6 +67,7 @@ SELECT if(s.zone = '', d.zone, s.zone) AS zone,
        s.drivers AS active_drivers, d.stops AS remaining_stops,
        d.stops - s.drivers AS shortfall
 FROM supply AS s FULL OUTER JOIN demand AS d ON s.zone = d.zone
+WHERE active_drivers > 0 OR remaining_stops > 0
 ORDER BY shortfall DESC, zone"""
 )
 
@@ -120,16 +122,24 @@ def dashboard() -> Dashboard:
         )
     )  # fmt: skip
     board.with_panel(
-        map_panel(
-            "Zone supply and demand (H3 res 7)",
-            "Per H3 zone: active drivers (latest fix there) against planned stops still "
-            "pending. Bigger marker = more remaining stops; colour = shortfall (stops minus "
-            "drivers): where to send help.",
-            CLICKHOUSE,
-            [sql(ZONE_BALANCE, ClickHouseFormat.TABLE)],
-            [marker_layer("Zones", "A", colour_field="shortfall", size_field="remaining_stops")],
-            width=24,
-            height=12,
+        traffic_light(
+            map_panel(
+                "Zone supply and demand (H3 res 7)",
+                "Per H3 zone: active drivers (latest fix there) against planned stops still "
+                "pending. Bigger marker = more remaining stops; colour = shortfall (stops minus "
+                "drivers): where to send help.",
+                CLICKHOUSE,
+                [sql(ZONE_BALANCE, ClickHouseFormat.TABLE)],
+                [
+                    marker_layer(
+                        "Zones", "A", colour_field="shortfall", size_field="remaining_stops"
+                    )
+                ],
+                width=24,
+                height=12,
+            ),
+            orange_from=1,
+            red_from=3,
         )
     )
     return number_panels(board)

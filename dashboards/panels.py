@@ -16,6 +16,9 @@ from grafana_foundation_sdk.models.dashboard import (
     DashboardCursorSync,
     DataSourceRef,
     DataTransformerConfig,
+    FieldColorModeId,
+    Threshold,
+    ThresholdsMode,
     ValueMap,
     ValueMappingResult,
 )
@@ -123,6 +126,14 @@ def status_mappings() -> list[Any]:
             }
         )
     ]
+
+
+def traffic_light(panel: P, orange_from: float, red_from: float) -> P:
+    """Colour values green, then orange from one threshold, red from another."""
+    steps = [Threshold(None, "green"), Threshold(orange_from, "orange"), Threshold(red_from, "red")]
+    return panel.thresholds(
+        dash.ThresholdsConfig().mode(ThresholdsMode.ABSOLUTE).steps(steps)
+    ).color_scheme(dash.FieldColor().mode(FieldColorModeId.THRESHOLDS))
 
 
 def marker_layer(
