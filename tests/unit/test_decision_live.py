@@ -1,0 +1,193 @@
+"""Decisions over live routes: assignment, recovery re-plans, margin, debounce and cooldown."""
+
+from __future__ import annotations
+
+import random
+
+import pytest
+
+from decision.decide import (
+    assign_orders,
+    plan_sequences,
+    reassign_stale,
+    reinsert_failed,
+    replan,
+)
+from decision.live import DriverState, RouteState, build_problem
+from decision.params import SolveParams
+from decision.policy import ReplanPolicy, TriggerGate
+from decision.solution import violations
+from decision.travel import HaversineTravel, MatrixTravel, Place
+from fleet.records import LatLon, Order, RoutePlan, Stop
+
+NOW = 1_763_715_600_000  # 09:00 UTC
+HOUR = 3_600_000
+TRAVEL = HaversineTravel()
+PARAMS = SolveParams(time_limit_s=2.0, solution_limit=300)
+
+
+def make_route(k: int, n: int, seed: int, *, driver: bool = True) -> RouteState:
+    """A route of n stops around a driver near Berlin's centre, windows over the next hours."""
+    rng = random.Random(seed * 100 + k)
+    base_lat, base_lon = 52.50 + 0.02 * k, 13.40 + 0.02 * k
+    stops = []
+    for i in range(n):
+        start = NOW + rng.randrange(0, 3) * HOUR
+        stops.append(
+            Stop(
+                f"r{k}-s{i}",
+                base_lat + rng.uniform(-0.02, 0.02),
+                base_lon + rng.uniform(-0.03, 0.03),
+                window_start_ms=start,
+                window_end_ms=start + 4 * HOUR,
+                service_s=120,
+                demand=1,
+            )
+        )
+    plan = RoutePlan(
+        route_id=f"rt-{k}",
+        driver_id=f"drv-{k}",
+        version=1,
+        stops=stops,
+        depot=LatLon(52.50, 13.40),
+        shift_start_ms=NOW - HOUR,
+        shift_end_ms=NOW + 8 * HOUR,
+        capacity=50,
+    )
+    state = DriverState(
+        base_lat, base_lon, NOW, done=frozenset({stops[0].stop_id}), approaching=stops[1].stop_id
+    )
+    return RouteState(plan, state if driver else None)
+
+
+def test_live_problem_starts_at_the_driver_and_leaves_done_stops_out() -> None:
+    state = make_route(0, 6, 1)
+    live = build_problem([state], NOW, TRAVEL)
+    vehicle = live.problem.vehicles[0]
+    assert "r0-s0" not in {j.job_id for j in live.problem.jobs}
+    assert vehicle.route[0] == vehicle.first_job == "r0-s1"
+    assert vehicle.start_time == 0.0
+
+
+def test_replan_keeps_the_approached_stop_first_and_done_stops_in_place() -> None:
+    state = make_route(0, 12, 2)
+    decision = replan("off_route", "rt-0", [state], NOW, TRAVEL, PARAMS, None, force=True)
+    seq = plan_sequences(decision.plans)["rt-0"]
+    assert seq[:2] == ["r0-s0", "r0-s1"]
+    assert sorted(seq) == sorted(s.stop_id for s in state.plan.stops)
+    assert decision.plans["rt-0"].version == 2
+
+
+def test_a_replan_below_the_margin_is_not_issued() -> None:
+    state = make_route(0, 8, 3)
+    first = replan("optimize", "rt-0", [state], NOW, TRAVEL, PARAMS, None, force=True)
+    settled = RouteState(first.plans["rt-0"], state.driver)
+    again = replan(
+        "behind_schedule", "rt-0", [settled], NOW, TRAVEL, PARAMS, ReplanPolicy(margin=1e6)
+    )
+    assert not again.issue and again.reason == "below_margin" and not again.plans
+    assert again.rationale["required_gain"] == 1e6
+
+
+def test_an_order_goes_to_a_route_with_candidates_in_the_rationale() -> None:
+    states = [make_route(k, 6, 4) for k in range(3)]
+    order = Order(
+        "ord-1",
+        52.521,
+        13.421,
+        NOW,
+        window_start_ms=NOW,
+        window_end_ms=NOW + 6 * HOUR,
+        service_s=60,
+        demand=1,
+    )
+    decision = assign_orders([order], states, NOW, TRAVEL, PARAMS)
+    assert decision.issue and decision.assigned["ord-1"] in decision.plans
+    route = decision.plans[decision.assigned["ord-1"]]
+    assert "ord-1" in [s.stop_id for s in route.stops]
+    cands = decision.rationale["candidates"]
+    assert {c["route_id"] for c in cands} == {"rt-0", "rt-1", "rt-2"}
+    assert sum(c["chosen"] for c in cands) == 1
+    assert all("lost_because" in c for c in cands if not c["chosen"])
+
+
+def test_an_order_no_route_can_serve_in_its_window_is_unassigned_with_a_reason() -> None:
+    states = [make_route(k, 4, 5) for k in range(2)]
+    late = Order("ord-2", 52.9, 13.9, NOW, window_start_ms=NOW, window_end_ms=NOW + 60_000)
+    heavy = Order("ord-3", 52.51, 13.41, NOW, demand=500)
+    decision = assign_orders([late, heavy], states, NOW, TRAVEL, PARAMS)
+    assert decision.unassigned["ord-2"].reason == "window_unreachable"
+    assert decision.unassigned["ord-3"].reason == "over_capacity"
+    assert not decision.assigned
+
+
+def test_a_failed_stop_is_reinserted_later_within_its_window() -> None:
+    states = [make_route(k, 6, 6) for k in range(2)]
+    decision = reinsert_failed("rt-0", "r0-s1", states, NOW, TRAVEL, PARAMS, retry_after_s=600)
+    assert decision.issue
+    route = decision.assigned["r0-s1"]
+    stop = next(s for s in decision.plans[route].stops if s.stop_id == "r0-s1")
+    assert stop.planned_arrival_ms is not None and stop.planned_arrival_ms >= NOW + 600_000
+
+
+def test_a_stale_drivers_time_critical_stops_move_to_other_routes() -> None:
+    states = [make_route(k, 5, 7) for k in range(3)]
+    decision = reassign_stale("rt-0", states, NOW, TRAVEL, PARAMS, critical_within_s=5 * 3600)
+    moved = decision.rationale["moved_stops"]
+    assert decision.issue and moved
+    assert not set(moved) & {s.stop_id for s in decision.plans["rt-0"].stops}
+    receivers = [r for r in decision.plans if r != "rt-0"]
+    assert set(moved) <= {s.stop_id for r in receivers for s in decision.plans[r].stops}
+
+
+def test_locked_stops_keep_their_order_through_a_zone_optimize() -> None:
+    states = [make_route(k, 8, 8) for k in range(2)]
+    locked = frozenset({"r0-s3", "r0-s6"})
+    states[0] = RouteState(states[0].plan, states[0].driver, locked)
+    decision = replan(
+        "optimize", "rt-0", states, NOW, TRAVEL, PARAMS, None, neighbours=1, force=True
+    )
+    seq = plan_sequences(decision.plans)["rt-0"]
+    assert [s for s in seq if s in locked] == ["r0-s3", "r0-s6"]
+
+
+def test_replanned_routes_respect_capacity_and_shift() -> None:
+    states = [make_route(k, 10, 9) for k in range(3)]
+    live = build_problem(states, NOW, TRAVEL)
+    decision = replan(
+        "optimize", "rt-1", states, NOW, TRAVEL, PARAMS, None, neighbours=2, force=True
+    )
+    seqs = {
+        r: [s for s in seq if s in {j.job_id for j in live.problem.jobs}]
+        for r, seq in plan_sequences(decision.plans).items()
+    }
+    assert violations(live.problem, seqs) == []
+
+
+def test_gate_debounces_and_cools_down() -> None:
+    gate = TriggerGate(ReplanPolicy(debounce_s=2, cooldown_s=60))
+    gate.offer("rt-1", "off_route", 0)
+    gate.offer("rt-1", "behind_schedule", 1_000)
+    assert gate.due(1_500) == []
+    assert gate.due(2_000) == [("rt-1", ["off_route", "behind_schedule"])]
+    gate.issued("rt-1", 2_000)
+    gate.offer("rt-1", "off_route", 3_000)
+    assert gate.due(30_000) == [] and gate.next_due_ms() == 62_000
+    assert gate.due(62_000) == [("rt-1", ["off_route"])]
+
+
+def test_matrix_provider_prices_known_places_and_falls_back_for_others() -> None:
+    import numpy as np
+
+    matrix = MatrixTravel(
+        ("a", "b"),
+        np.array([[0.0, 100.0], [120.0, 0.0]]),
+        np.array([[0.0, 900.0], [1000.0, 0.0]]),
+        fallback=TRAVEL,
+    )
+    places = [Place("a", 52.5, 13.4), Place("x", 52.51, 13.41), Place("b", 52.52, 13.42)]
+    out = matrix.matrix(places, NOW)
+    assert out.durations[0, 2] == 100.0 and out.durations[2, 0] == 120.0
+    assert out.durations[0, 1] > 0
+    with pytest.raises(LookupError):
+        MatrixTravel(("a",), np.zeros((1, 1)), np.zeros((1, 1))).matrix(places, NOW)
