@@ -35,7 +35,7 @@ import pytest
 import redis
 
 from dashboards.build import DASHBOARDS, as_dict
-from dashboards.macros import QueryContext, expand
+from dashboards.macros import QueryContext, expand, substitute_variables
 from dashboards.pipeline_health import graphs
 from dashboards.sources import CLICKHOUSE_TYPE, REDIS_TYPE, RedisQuery
 from fleet import services
@@ -333,7 +333,7 @@ def test_open_alert_queue_names_the_failed_stop_and_the_replan(day):
 )
 def test_redis_panel_command_reads_the_live_state(day, uid, title, panel_type, target):
     query = RedisQuery.from_json(target)
-    argv = [a.replace("${driver}", day.driver_a) for a in query.argv()]
+    argv = [substitute_variables(a, {"driver": day.driver_a}) for a in query.argv()]
     r = redis.Redis.from_url(day.settings.redis_url, decode_responses=True)
     result = r.execute_command(*argv)
     if argv[0].lower() == "hgetall":
