@@ -12,7 +12,8 @@ import os
 import secrets
 import shutil
 import subprocess
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -158,6 +159,13 @@ def _ensure_certificates(ca_file: Path, server_pem: Path) -> None:
     )
 
 
+def _rehome(service: services._Service, root: Path) -> None:
+    """Keep a service's data, log and PID file under ``root/<name>/``."""
+    service.home = root / service.name
+    service.pidfile = service.home / f"{service.name}.pid"
+    service.logfile = service.home / f"{service.name}.log"
+
+
 class SecureKafka(services.Kafka):
     """The KRaft broker with a SASL_SSL (SCRAM) listener, an mTLS controller listener and the
     StandardAuthorizer; SCRAM users are created when the storage is formatted."""
@@ -165,9 +173,7 @@ class SecureKafka(services.Kafka):
     def __init__(self, settings: Settings, profile: SecureProfile) -> None:
         super().__init__(settings)
         self.profile = profile
-        self.home = profile.root / "kafka"
-        self.pidfile = self.home / "kafka.pid"
-        self.logfile = self.home / "kafka.log"
+        _rehome(self, profile.root)
 
     def listener_properties(self, host: str, port: int) -> list[str]:
         admin = self.profile.password("kafka", ADMIN)
@@ -209,6 +215,7 @@ class SecureKafka(services.Kafka):
     def after_ready(self) -> None:
         services.ensure_topics(self.settings)
         ensure_acls(self.settings)
+        sync_scram_users(self.settings, self.profile)
 
 
 class SecureRedis(services.Redis):
@@ -217,9 +224,7 @@ class SecureRedis(services.Redis):
     def __init__(self, settings: Settings, profile: SecureProfile) -> None:
         super().__init__(settings)
         self.profile = profile
-        self.home = profile.root / "redis"
-        self.pidfile = self.home / "redis.pid"
-        self.logfile = self.home / "redis.log"
+        _rehome(self, profile.root)
 
     def address(self) -> tuple[str, int]:
         return (HOST, self.profile.redis_port)
@@ -249,6 +254,9 @@ class SecureRedis(services.Redis):
             raise ServiceUnavailable("redis-server missing: run `make setup` (apt-get install)")
         return [binary, str(self.home / "redis.conf")]
 
+    def after_ready(self) -> None:
+        sync_redis_users(self.settings, self.profile)
+
 
 def secure_services(settings: Settings) -> list[services._Service]:
     """The secure profile's broker and Redis, as the admin."""
@@ -263,6 +271,40 @@ def up(settings: Settings, log: Callable[[str], None] = print) -> SecureProfile:
     for service in secure_services(settings):
         service.up(log)
     return SecureProfile.of(settings)
+
+
+@contextmanager
+def running(base: Settings, profile: SecureProfile) -> Iterator[SecureProfile]:
+    """A secure broker and Redis of ``profile`` (own root and ports) for the ``with`` block:
+    started here, stopped at the end (tests and benchmarks beside the shared services)."""
+    profile.ensure_material()
+    admin = profile.settings(base, ADMIN)
+    started: list[services._Service] = []
+    try:
+        for service in (SecureKafka(admin, profile), SecureRedis(admin, profile)):
+            started.append(service)
+            service.up(lambda _msg: None)
+        yield profile
+    finally:
+        for running_service in reversed(started):
+            running_service.down(lambda _msg: None)
+
+
+def free_port_pair() -> int:
+    """A free port p with p+1 also free (the secure broker's controller listens on p+1)."""
+    import socket
+
+    for _ in range(50):
+        with socket.socket() as s:
+            s.bind((HOST, 0))
+            port = int(s.getsockname()[1])
+        with socket.socket() as s:
+            try:
+                s.bind((HOST, port + 1))
+            except OSError:
+                continue
+        return port
+    raise ServiceUnavailable("no two adjacent free ports")
 
 
 def down(settings: Settings, log: Callable[[str], None] = print) -> None:
@@ -291,6 +333,43 @@ def ensure_acls(settings: Settings) -> int:
         except Exception as exc:
             raise ServiceUnavailable(f"cannot create ACLs: {exc}") from exc
     return len(bindings)
+
+
+def sync_scram_users(admin: Settings, profile: SecureProfile) -> None:
+    """Set every role's SCRAM credential from its password file (a rotation: write the new
+    password into the file, run ``fleet infra up --secure``). The admin's own password lives
+    in the broker's configuration too and changes only with a fresh broker."""
+    from confluent_kafka.admin import (
+        AdminClient,
+        ScramCredentialInfo,
+        ScramMechanism,
+        UserScramCredentialAlteration,
+        UserScramCredentialUpsertion,
+    )
+
+    info = ScramCredentialInfo(ScramMechanism.SCRAM_SHA_512, 8192)
+    upserts: list[UserScramCredentialAlteration] = [
+        UserScramCredentialUpsertion(role, info, profile.password("kafka", role).encode())
+        for role in KAFKA_ROLES
+        if role != ADMIN
+    ]
+    client = AdminClient(confluent_config(admin, {"log_level": 0}))
+    for user, future in client.alter_user_scram_credentials(upserts).items():
+        try:
+            future.result()
+        except Exception as exc:
+            raise ServiceUnavailable(f"cannot set the SCRAM credential of {user}: {exc}") from exc
+
+
+def sync_redis_users(admin: Settings, profile: SecureProfile) -> None:
+    """Set every Redis user's rules and password from the password files (as the admin)."""
+    from fleet.clients import redis_client
+
+    rules = redis_acl_rules({u: profile.password("redis", u) for u in REDIS_USERS})
+    with redis_client(admin) as client:
+        for name, rule in rules.items():
+            if name != ADMIN:
+                client.execute_command("ACL", "SETUSER", name, "reset", *rule.split())
 
 
 def _binding(role: str, grant: Grant, operation: str) -> AclBinding:

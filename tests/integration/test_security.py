@@ -7,9 +7,9 @@ plain development services; both stop at the end.
 
 from __future__ import annotations
 
-import socket
 import uuid
 from collections.abc import Iterator
+from contextlib import ExitStack
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -20,26 +20,17 @@ from confluent_kafka.admin import AdminClient
 from pydantic import SecretStr
 
 from fleet.clients import confluent_config, redis_client
-from fleet.secure_profile import SecureKafka, SecureProfile, SecureRedis
+from fleet.secure_profile import (
+    SecureProfile,
+    free_port_pair,
+    running,
+    sync_redis_users,
+    sync_scram_users,
+)
 from fleet.security import ADMIN, DISPATCH_GROUP
 from fleet.settings import Settings
 from fleet.topics import ALERTS, COMMANDS, ETAS, EVENTS, ORDERS, PINGS, ROUTE_UPDATES, ROUTES
 from tests.conftest import service_unavailable
-
-
-def _free_pair() -> int:
-    """A port p with p+1 also free (the broker's controller listens on p+1)."""
-    for _ in range(50):
-        with socket.socket() as s:
-            s.bind(("127.0.0.1", 0))
-            port = int(s.getsockname()[1])
-        with socket.socket() as s:
-            try:
-                s.bind(("127.0.0.1", port + 1))
-            except OSError:
-                continue
-        return port
-    raise RuntimeError("no two adjacent free ports")
 
 
 @dataclass(frozen=True)
@@ -56,21 +47,13 @@ class Secure:
 @pytest.fixture(scope="module")
 def secure(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Secure]:
     base = Settings()
-    profile = SecureProfile(tmp_path_factory.mktemp("secure"), _free_pair(), _free_pair())
-    profile.ensure_material()
-    admin = profile.settings(base, ADMIN)
-    started = []
-    try:
-        for service in (SecureKafka(admin, profile), SecureRedis(admin, profile)):
-            started.append(service)
-            service.up(lambda _msg: None)
-    except Exception as exc:
-        for service in reversed(started):
-            service.down(lambda _msg: None)
-        service_unavailable(f"secure profile unavailable: {exc}")
-    yield Secure(base, profile)
-    for service in reversed(started):
-        service.down(lambda _msg: None)
+    profile = SecureProfile(tmp_path_factory.mktemp("secure"), free_port_pair(), free_port_pair())
+    with ExitStack() as services:
+        try:
+            services.enter_context(running(base, profile))
+        except Exception as exc:
+            service_unavailable(f"secure profile unavailable: {exc}")
+        yield Secure(base, profile)
 
 
 def _produce(settings: Settings, topic: str) -> KafkaError | None:
@@ -90,14 +73,8 @@ def test_a_client_without_credentials_gets_no_metadata(secure: Secure) -> None:
 
 
 def test_a_wrong_password_fails_sasl_authentication(secure: Secure) -> None:
-    errors: list[KafkaError] = []
     forged = secure.role("gateway").model_copy(update={"kafka_password": SecretStr("guess")})
-    config = confluent_config(forged, {"log_level": 0, "error_cb": errors.append})
-    admin = AdminClient(config)
-    with pytest.raises(KafkaException):
-        admin.list_topics(timeout=3)
-    admin.poll(1)  # error callbacks run on poll
-    assert KafkaError._AUTHENTICATION in {e.code() for e in errors}, errors
+    assert KafkaError._AUTHENTICATION in _auth_errors(forged)
 
 
 def test_the_admin_sees_the_contract_topics_over_tls(secure: Secure) -> None:
@@ -218,3 +195,31 @@ def test_secrets_are_files_only_their_owner_reads(secure: Secure) -> None:
         profile.password("redis", "worker")
         not in (profile.root / "redis" / "redis.conf").read_text()
     )
+
+
+def _auth_errors(settings: Settings) -> set[int]:
+    """Error codes a new admin client reports while it tries to fetch metadata."""
+    errors: list[KafkaError] = []
+    admin = AdminClient(confluent_config(settings, {"log_level": 0, "error_cb": errors.append}))
+    try:
+        admin.list_topics(timeout=3)
+    except KafkaException:
+        admin.poll(1)
+    return {e.code() for e in errors}
+
+
+def test_a_rotated_kafka_password_replaces_the_old_one(secure: Secure) -> None:
+    before = secure.role("planner")
+    secure.profile.password_file("kafka", "planner").write_text(f"rotated-{uuid.uuid4().hex}\n")
+    sync_scram_users(secure.role(ADMIN), secure.profile)
+    assert _produce(secure.role("planner"), ROUTES) is None
+    assert KafkaError._AUTHENTICATION in _auth_errors(before)
+
+
+def test_a_rotated_redis_password_replaces_the_old_one(secure: Secure) -> None:
+    before = secure.role("reader")
+    secure.profile.password_file("redis", "dashboard").write_text(f"rotated-{uuid.uuid4().hex}\n")
+    sync_redis_users(secure.role(ADMIN), secure.profile)
+    assert redis_client(secure.role("reader")).exists("fleet:pos") in (0, 1)
+    with pytest.raises(redis.AuthenticationError):
+        redis_client(before).exists("fleet:pos")
