@@ -97,11 +97,20 @@ def test_invalid_pings_are_dead_lettered_with_reason(fleet_env, worker):
         assert letter["detail"]
         raw = cases[expected_reason]
         if letter["raw_encoding"] == "utf-8":
-            assert letter["raw"].encode() == raw
+            kept = letter["raw"].encode()
         else:
             import base64
 
-            assert base64.b64decode(letter["raw"]) == raw
+            kept = base64.b64decode(letter["raw"])
+        if letter.get("raw_bytes") is None:
+            assert kept == raw
+        else:  # a large input keeps a bounded prefix, its length and its hash
+            import hashlib
+
+            assert len(kept) <= 4096 and raw.startswith(kept)
+            assert letter["raw_bytes"] == len(raw)
+            assert letter["raw_sha256"] == hashlib.sha256(raw).hexdigest()
+    assert got["too_large"]["raw_bytes"] == len(BROKEN["too_large"])
 
 
 def test_duplicates_late_and_offline_bursts_keep_latest_valid_position(fleet_env, worker):
