@@ -6,10 +6,12 @@ path. Per batch: group the messages by topic, turn each topic's messages into ro
 them under a token of their (topic, partition, offset) set, and only when every insert of
 the batch succeeded commit offset + 1 per partition, synchronously.
 
-Policy: invalid messages are skipped and reported to ``on_skip`` by reason; a failing
-store is retried with backoff while the assigned partitions are paused and the consumer
-keeps polling (so it stays in the group); a revoke drops the uncommitted batch (it is
-redelivered to the partitions' next owner, and the insert tokens plus the
+Policy: invalid messages are skipped and reported to ``on_skip`` by reason; a row that
+fails conversion is dead-lettered and the rest stored (``topic_sinks``); an insert is split
+to the store's per-insert partition limit (``partitions``); a failing store (or dead-letter
+send) is retried with the one ``RetryPolicy`` while the assigned partitions are paused and
+the consumer keeps polling (so it stays in the group); a revoke drops the uncommitted batch
+(it is redelivered to the partitions' next owner, and the insert tokens plus the
 ReplacingMergeTree identities fold the repeat); the loop survives every error.
 """
 
