@@ -155,11 +155,14 @@ class FeedConsumer:
         return ends
 
     def _run(self) -> None:
-        try:
-            pending = self._assign()
-        except Exception:
-            log.exception("route feed: cannot read the route update topics")
-            return
+        pending: dict[tuple[str, int], int] | None = None
+        while pending is None:  # Kafka may be down or electing leaders: keep trying
+            try:
+                pending = self._assign()
+            except Exception as exc:
+                log.warning("route feed: cannot read the topics yet, retrying: %s", exc)
+                if self._stop.wait(1.0):
+                    return
         if not pending:
             self._finish_catch_up()
         while not self._stop.is_set():
