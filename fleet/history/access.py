@@ -153,6 +153,7 @@ class WorkerReader:
         self, port: int, token: str, host: str = "127.0.0.1", timeout_s: float = 300.0
     ) -> None:
         host = "127.0.0.1" if host in ANY_ADDRESS else host
+        host = f"[{host}]" if ":" in host else host  # an IPv6 address in a URL
         self.url = f"http://{host}:{port}{QUERY_PATH}"
         self.token = token
         self.timeout_s = timeout_s
