@@ -4,12 +4,15 @@ from __future__ import annotations
 
 import json
 import queue
+import socket
 import threading
 import urllib.error
 import urllib.request
 from collections.abc import Callable, Iterator
+from http.client import HTTPConnection, HTTPException
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
 import paho.mqtt.client as mqtt
 import pytest
@@ -35,12 +38,13 @@ class SseReader:
     """Reads a Server-Sent Events stream on a thread; ``events`` holds (id, event, data)."""
 
     def __init__(self, url: str, last_event_id: str | None = None) -> None:
+        parts = urlsplit(url)
         headers = {"Accept": "text/event-stream"}
         if last_event_id is not None:
             headers["Last-Event-ID"] = last_event_id
-        self.response = urllib.request.urlopen(
-            urllib.request.Request(url, headers=headers), timeout=60
-        )
+        self.conn = HTTPConnection(parts.netloc, timeout=60)
+        self.conn.request("GET", parts.path, headers=headers)
+        self.response = self.conn.getresponse()
         self.events: queue.Queue[tuple[str | None, str, Any]] = queue.Queue()
         threading.Thread(target=self._read, daemon=True).start()
 
@@ -59,14 +63,17 @@ class SseReader:
                     event = line[7:]
                 elif line.startswith("data: "):
                     data += line[6:]
-        except (OSError, ValueError, AttributeError):  # closed by the test
-            return
+        except (OSError, ValueError, AttributeError, HTTPException):
+            return  # closed by the test
 
     def next(self, timeout: float = 30.0) -> tuple[str | None, str, Any]:
         return self.events.get(timeout=timeout)
 
     def close(self) -> None:
-        self.response.close()
+        """Cut the connection now (a blocked reader would otherwise wait for the next line)."""
+        if self.conn.sock is not None:
+            self.conn.sock.shutdown(socket.SHUT_RDWR)
+        self.conn.close()
 
 
 class MqttListener:
