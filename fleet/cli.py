@@ -11,7 +11,7 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
-from fleet.errors import FleetError
+from fleet.errors import ConfigError, FleetError
 from fleet.settings import Settings, get_settings
 
 Handler = Callable[[argparse.Namespace, Settings], int]
@@ -37,6 +37,8 @@ def _cmd_infra(args: argparse.Namespace, settings: Settings) -> int:
         return 0
     if args.secure:
         return _secure_infra(args.action, settings)
+    if args.action == "init":
+        raise ConfigError("`fleet infra init` writes the secure profile's files: add --secure")
     if args.action == "up":
         services.up(settings, with_prometheus=None if args.prometheus else False)
     elif args.action == "down":
@@ -50,6 +52,11 @@ def _secure_infra(action: str, settings: Settings) -> int:
     from fleet import secure_profile
     from fleet.security import KAFKA_ROLES
 
+    if action == "init":
+        profile = secure_profile.SecureProfile.of(settings)
+        profile.ensure_material()
+        print(f"secure profile material in {profile.root}")
+        return 0
     if action == "up":
         profile = secure_profile.up(settings)
         print(f"secure profile: clients load {profile.env_file('<role>')}, roles:",
@@ -184,7 +191,11 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", required=True)
 
     infra = sub.add_parser("infra", help="start, stop or show the local services")
-    infra.add_argument("action", choices=["up", "down", "status", "fetch"])
+    infra.add_argument(
+        "action",
+        choices=["up", "down", "status", "fetch", "init"],
+        help="init (with --secure): write var/secure/ only, e.g. for docker compose",
+    )
     infra.add_argument(
         "--no-prometheus",
         dest="prometheus",

@@ -40,6 +40,7 @@ if TYPE_CHECKING:
 HOST = "127.0.0.1"
 BROKER_CN = "broker"  # the broker's own principal on its mTLS controller listener
 CERT_DAYS = 825
+DOCKER_MOUNT = "/fleet/secure"  # where infra/docker-compose.yml mounts var/secure
 
 
 @dataclass(frozen=True)
@@ -85,6 +86,49 @@ class SecureProfile:
         for role in KAFKA_ROLES:
             lines = [f"{k}={v}" for k, v in self.env(role).items()]
             _write_private(self.env_file(role), "\n".join(lines) + "\n")
+        self.write_redis_acl()
+        self.write_docker_files()
+
+    @property
+    def redis_acl_file(self) -> Path:
+        return self.root / "redis" / "users.acl"
+
+    def write_redis_acl(self) -> None:
+        """Redis's ACL file from the password files (only password hashes go in)."""
+        rules = redis_acl_rules({u: self.password("redis", u) for u in REDIS_USERS})
+        text = "".join(f"user {name} {rule}\n" for name, rule in rules.items())
+        _write_private(self.redis_acl_file, text)
+
+    def scram_format_options(self) -> list[str]:
+        """``kafka-storage format`` options that create every role's SCRAM user."""
+        options = []
+        for role in KAFKA_ROLES:
+            password = self.password("kafka", role)
+            options += ["--add-scram", f"SCRAM-SHA-512=[name={role},password={password}]"]
+        return options
+
+    def write_docker_files(self) -> None:
+        """The broker's configuration for ``docker compose --profile secure`` (this directory
+        mounted at ``/fleet/secure``; infra/kafka/secure-kafka.sh formats and starts it)."""
+        mounted = Path(DOCKER_MOUNT)
+        port = self.kafka_port
+        lines = [
+            "process.roles=broker,controller",
+            "node.id=1",
+            f"controller.quorum.voters=1@{HOST}:{port + 1}",
+            "controller.listener.names=CONTROLLER",
+            *secure_listener_properties(self, mounted, "0.0.0.0", HOST, port),
+            "log.dirs=/var/lib/kafka/data",
+            "num.partitions=12",
+            "offsets.topic.replication.factor=1",
+            "transaction.state.log.replication.factor=1",
+            "transaction.state.log.min.isr=1",
+            "group.initial.rebalance.delay.ms=0",
+        ]
+        _write_private(self.root / "docker" / "server.properties", "\n".join(lines) + "\n")
+        _write_private(
+            self.root / "docker" / "format.args", "\n".join(self.scram_format_options()) + "\n"
+        )
 
     def env(self, role: str) -> dict[str, str]:
         """The ``FLEET_*`` variables of a client acting as ``role`` (passwords as files)."""
@@ -117,6 +161,37 @@ class SecureProfile:
                 "redis_ssl_cafile": self.ca_file,
             }
         )
+
+
+def secure_listener_properties(
+    profile: SecureProfile, files: Path, bind: str, host: str, port: int
+) -> list[str]:
+    """The SASL_SSL listener, the mTLS controller listener and the authorizer; ``files`` is
+    where the profile's directory is seen by the broker (its root, or a container mount)."""
+    admin = profile.password("kafka", ADMIN)
+    jaas = (
+        "org.apache.kafka.common.security.scram.ScramLoginModule required "
+        f'username="{ADMIN}" password="{admin}";'
+    )
+    return [
+        f"listeners=SASL_SSL://{bind}:{port},CONTROLLER://{host}:{port + 1}",
+        f"advertised.listeners=SASL_SSL://{host}:{port}",
+        "listener.security.protocol.map=SASL_SSL:SASL_SSL,CONTROLLER:SSL",
+        "inter.broker.listener.name=SASL_SSL",
+        "sasl.enabled.mechanisms=SCRAM-SHA-512",
+        "sasl.mechanism.inter.broker.protocol=SCRAM-SHA-512",
+        f"listener.name.sasl_ssl.scram-sha-512.sasl.jaas.config={jaas}",
+        "ssl.keystore.type=PEM",
+        f"ssl.keystore.location={files / 'certs' / 'server.pem'}",
+        "ssl.truststore.type=PEM",
+        f"ssl.truststore.location={files / 'ca' / 'ca.pem'}",
+        # Only holders of a certificate of the project's CA reach the controller.
+        "listener.name.controller.ssl.client.auth=required",
+        "ssl.principal.mapping.rules=RULE:^CN=([^,]+).*$/$1/,DEFAULT",
+        "authorizer.class.name=org.apache.kafka.metadata.authorizer.StandardAuthorizer",
+        f"super.users=User:{ADMIN};User:{BROKER_CN}",
+        "allow.everyone.if.no.acl.found=false",
+    ]
 
 
 def _write_private(path: Path, text: str) -> None:
@@ -176,41 +251,14 @@ class SecureKafka(services.Kafka):
         _rehome(self, profile.root)
 
     def listener_properties(self, host: str, port: int) -> list[str]:
-        admin = self.profile.password("kafka", ADMIN)
-        jaas = (
-            "org.apache.kafka.common.security.scram.ScramLoginModule required "
-            f'username="{ADMIN}" password="{admin}";'
-        )
-        return [
-            f"listeners=SASL_SSL://{host}:{port},CONTROLLER://{host}:{port + 1}",
-            f"advertised.listeners=SASL_SSL://{host}:{port}",
-            "listener.security.protocol.map=SASL_SSL:SASL_SSL,CONTROLLER:SSL",
-            "inter.broker.listener.name=SASL_SSL",
-            "sasl.enabled.mechanisms=SCRAM-SHA-512",
-            "sasl.mechanism.inter.broker.protocol=SCRAM-SHA-512",
-            f"listener.name.sasl_ssl.scram-sha-512.sasl.jaas.config={jaas}",
-            "ssl.keystore.type=PEM",
-            f"ssl.keystore.location={self.profile.server_pem}",
-            "ssl.truststore.type=PEM",
-            f"ssl.truststore.location={self.profile.ca_file}",
-            # Only holders of a certificate of the project's CA reach the controller.
-            "listener.name.controller.ssl.client.auth=required",
-            "ssl.principal.mapping.rules=RULE:^CN=([^,]+).*$/$1/,DEFAULT",
-            "authorizer.class.name=org.apache.kafka.metadata.authorizer.StandardAuthorizer",
-            f"super.users=User:{ADMIN};User:{BROKER_CN}",
-            "allow.everyone.if.no.acl.found=false",
-        ]
+        return secure_listener_properties(self.profile, self.profile.root, host, host, port)
 
     def prepare(self) -> None:
         super().prepare()
         (self.home / "server.properties").chmod(0o600)  # it holds the admin's password
 
     def format_options(self) -> list[str]:
-        options = []
-        for role in KAFKA_ROLES:
-            password = self.profile.password("kafka", role)
-            options += ["--add-scram", f"SCRAM-SHA-512=[name={role},password={password}]"]
-        return options
+        return self.profile.scram_format_options()
 
     def after_ready(self) -> None:
         services.ensure_topics(self.settings)
@@ -230,7 +278,7 @@ class SecureRedis(services.Redis):
         return (HOST, self.profile.redis_port)
 
     def prepare(self) -> None:
-        rules = redis_acl_rules({u: self.profile.password("redis", u) for u in REDIS_USERS})
+        self.profile.write_redis_acl()
         cert_dir = self.profile.server_pem.parent
         lines = [
             f"bind {HOST}",
@@ -244,7 +292,7 @@ class SecureRedis(services.Redis):
             "appendonly no",
             f"dir {self.home}",
             "daemonize no",
-            *(f"user {name} {rule}" for name, rule in rules.items()),
+            f"aclfile {self.profile.redis_acl_file}",
         ]
         _write_private(self.home / "redis.conf", "\n".join(lines) + "\n")
 
