@@ -15,6 +15,7 @@ import faust
 from faust.types.tables import GlobalTableT
 from mode import ServiceT
 
+from fleet.clients import faust_credentials
 from fleet.settings import get_settings
 
 settings = get_settings()
@@ -45,6 +46,7 @@ class FleetApp(faust.App):
 app = FleetApp(
     settings.app_id,
     broker=f"kafka://{settings.kafka_bootstrap}",
+    broker_credentials=faust_credentials(settings),  # SASL_SSL in the secure profile
     store="memory://",  # tables are rebuilt from their changelog topics on start
     topic_partitions=settings.partitions,
     topic_replication_factor=1,

@@ -12,7 +12,9 @@ from mode import Service
 from prometheus_client import Gauge, start_http_server
 from redis.commands.core import AsyncScript
 
+from fleet.clients import redis_async_client
 from fleet.errors import ServiceUnavailable
+from fleet.settings import Settings
 from streams.app import app, settings
 
 log = logging.getLogger(__name__)
@@ -21,14 +23,14 @@ log = logging.getLogger(__name__)
 class RedisClient(Service):
     """The worker's one Redis connection pool (the read model)."""
 
-    def __init__(self, url: str, **kwargs: object) -> None:
+    def __init__(self, settings: Settings, **kwargs: object) -> None:
         super().__init__(**kwargs)  # type: ignore[arg-type]
-        self.url = url
+        self.settings = settings
         self._client: aioredis.Redis | None = None
         self._scripts: dict[str, AsyncScript] = {}
 
     async def on_start(self) -> None:
-        self._client = aioredis.Redis.from_url(self.url)
+        self._client = redis_async_client(self.settings)
 
     async def on_stop(self) -> None:
         client, self._client = self._client, None
@@ -87,5 +89,5 @@ class ReadyFlag(Service):
         WORKER_READY.set(0)
 
 
-redis = app.resource(RedisClient(settings.redis_url))
+redis = app.resource(RedisClient(settings))
 metrics_server = app.resource(MetricsServer(settings.listen_host, settings.metrics_port))

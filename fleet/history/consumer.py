@@ -26,6 +26,7 @@ from typing import Any, Protocol, cast
 import pyarrow as pa
 from confluent_kafka import Consumer, KafkaError, KafkaException, Message, TopicPartition
 
+from fleet.clients import confluent_config
 from fleet.clock import now_ms
 from fleet.history.sink import batch_token
 from fleet.history.topic_sinks import (
@@ -65,8 +66,7 @@ def history_group(settings: Settings) -> str:
 
 def consumer_config(settings: Settings, session_timeout_s: float = 10.0) -> dict[str, Any]:
     """librdkafka settings: manual commits only, from the earliest offset of a new group."""
-    return {
-        "bootstrap.servers": settings.kafka_bootstrap,
+    return confluent_config(settings, {
         "group.id": history_group(settings),
         "client.id": f"{settings.app_id}-history",
         "enable.auto.commit": False,
@@ -74,7 +74,7 @@ def consumer_config(settings: Settings, session_timeout_s: float = 10.0) -> dict
         # A crashed worker's partitions move on after this, as for the Faust consumer.
         "session.timeout.ms": int(session_timeout_s * 1000),
         "heartbeat.interval.ms": max(500, int(session_timeout_s * 1000) // 5),
-    }
+    })  # fmt: skip
 
 
 class HistoryConsumer:

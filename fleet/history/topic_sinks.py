@@ -19,6 +19,7 @@ import msgspec
 import pyarrow as pa
 from confluent_kafka import Message, Producer
 
+from fleet.clients import confluent_config
 from fleet.decode import dead_letter, decode_ping_batch, decode_struct
 from fleet.errors import InvalidMessage
 from fleet.history import rows
@@ -177,11 +178,11 @@ class KafkaDeadLetters:
 
     def __init__(self, settings: Settings, bootstrap: str | None = None) -> None:
         self.topic = topic_name(settings, DLQ)
-        self._config = {
+        self._config = confluent_config(settings, {
             "bootstrap.servers": bootstrap or settings.kafka_bootstrap,
             "client.id": f"{settings.app_id}-history-dlq",
             "enable.idempotence": True,
-        }
+        })  # fmt: skip
         self._producer: Producer | None = None
 
     def send(self, letters: Rejected) -> None:

@@ -7,8 +7,9 @@ plain development services; both stop at the end.
 
 from __future__ import annotations
 
+import os
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import ExitStack
 from dataclasses import dataclass
 from pathlib import Path
@@ -20,6 +21,8 @@ from confluent_kafka.admin import AdminClient
 from pydantic import SecretStr
 
 from fleet.clients import confluent_config, redis_client
+from fleet.clock import now_ms
+from fleet.records import Ping, encode
 from fleet.secure_profile import (
     SecureProfile,
     free_port_pair,
@@ -30,7 +33,10 @@ from fleet.secure_profile import (
 from fleet.security import ADMIN, DISPATCH_GROUP
 from fleet.settings import Settings
 from fleet.topics import ALERTS, COMMANDS, ETAS, EVENTS, ORDERS, PINGS, ROUTE_UPDATES, ROUTES
-from tests.conftest import service_unavailable
+from load_tests.harness import WorkerProcess, free_port
+from tests.conftest import service_unavailable, wait_until
+
+SECURE_PARTITIONS = 4
 
 
 @dataclass(frozen=True)
@@ -46,7 +52,7 @@ class Secure:
 
 @pytest.fixture(scope="module")
 def secure(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Secure]:
-    base = Settings()
+    base = Settings(partitions=SECURE_PARTITIONS)
     profile = SecureProfile(tmp_path_factory.mktemp("secure"), free_port_pair(), free_port_pair())
     with ExitStack() as services:
         try:
@@ -224,3 +230,41 @@ def test_a_rotated_redis_password_replaces_the_old_one(secure: Secure) -> None:
     assert redis_client(secure.role("reader")).exists("fleet:pos") in (0, 1)
     with pytest.raises(redis.AuthenticationError):
         redis_client(before).exists("fleet:pos")
+
+
+# --- the pipeline end to end ----------------------------------------------------------------
+
+
+def test_the_pipeline_runs_in_the_secure_profile(
+    secure: Secure, worker: Callable[..., WorkerProcess], tmp_path: Path
+) -> None:
+    """A worker with only the pipeline's credentials (SASL_SSL, TLS Redis as `worker`) takes
+    pings the gateway published and writes the live read model; a dashboard reads it."""
+    run = uuid.uuid4().hex[:8]
+    env = {
+        **os.environ,
+        **secure.profile.env("pipeline"),
+        "FLEET_PARTITIONS": str(SECURE_PARTITIONS),
+        "FLEET_APP_ID": f"fleet-pipeline-{run}",
+        "FLEET_VAR_DIR": str(tmp_path / "var"),
+        "FLEET_METRICS_PORT": str(free_port()),
+        "FLEET_WORKER_WEB_PORT": str(free_port()),
+    }
+    env.pop("FLEET_TOPIC_PREFIX", None)
+    worker(env)
+    drivers = [f"sec-{run}-{i}" for i in range(3)]
+    t0 = now_ms() - 30_000
+    pings = [
+        Ping(driver_id=d, ts_ms=t0 + k * 1000, lat=52.5 + i * 0.01, lon=13.4 + k * 1e-4, seq=k + 1)
+        for i, d in enumerate(drivers)
+        for k in range(3)
+    ]
+    gateway = Producer(confluent_config(secure.role("gateway"), {"log_level": 0}))
+    for p in pings:
+        gateway.produce(PINGS, encode(p), p.driver_id.encode())
+    assert gateway.flush(60) == 0
+    dashboard = redis_client(secure.role("reader"), decode_responses=True)
+    done = wait_until(
+        lambda: all(dashboard.hget(f"fleet:driver:{d}", "seq") == "3" for d in drivers), 90
+    )
+    assert done, {d: dashboard.hgetall(f"fleet:driver:{d}") for d in drivers}
