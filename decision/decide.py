@@ -13,7 +13,14 @@ from typing import Any
 
 from msgspec.structs import replace as with_fields
 
-from decision.live import LiveProblem, RouteState, build_problem, moved_stops, plans_from_solution
+from decision.live import (
+    DriverState,
+    LiveProblem,
+    RouteState,
+    build_problem,
+    moved_stops,
+    plans_from_solution,
+)
 from decision.params import SolveParams
 from decision.policy import ReplanPolicy
 from decision.solution import Dropped, ObjectiveTerms, evaluate, simulate_route
@@ -188,7 +195,9 @@ def insertion_candidates(
         reasons: set[str] = set()
         if vehicle.capacity is not None and base.load + job.demand > vehicle.capacity:
             reasons.add("capacity")
-        first = 1 if vehicle.first_job else 0
+        # Not before the approached stop, nor before a locked stop (it keeps its place).
+        pinned = [p + 1 for p, j in enumerate(seq) if problem.job(j).locked]
+        first = max([1 if vehicle.first_job else 0, *pinned])
         for pos in range(first, len(seq) + 1):
             route = simulate_route(problem, vehicle, [*seq[:pos], stop_id, *seq[pos:]])
             visit = next(v for v in route.visits if v.job_id == stop_id)
@@ -293,6 +302,21 @@ def replan(
     return _solve_and_judge(live, params, cause, policy, force_routes=[route_id] if force else ())
 
 
+def retry_stop_id(stop_id: str) -> str:
+    """The id of the next attempt at a stop: ``st-17`` -> ``st-17.r1`` -> ``st-17.r2``.
+
+    A new id keeps the failed attempt on record (the tracker keeps its outcome) while the
+    new attempt is pending; ids stay within the contract's 64 characters.
+    """
+    base, _, n = stop_id.rpartition(".r")
+    if base and n.isdigit():
+        stem, attempt = base, int(n) + 1
+    else:
+        stem, attempt = stop_id, 1
+    suffix = f".r{attempt}"
+    return stem[: 64 - len(suffix)] + suffix
+
+
 def reinsert_failed(
     route_id: str,
     stop_id: str,
@@ -304,37 +328,30 @@ def reinsert_failed(
     retry_after_s: float = 900.0,
     neighbours: int = 2,
 ) -> Decision:
-    """A failed stop comes back later on its route or a nearby one, where its window allows."""
+    """A failed stop gets a new attempt, no sooner than ``retry_after_s``, on its route or a
+    nearby one, where its window still allows; ``assigned`` maps the attempt's id."""
     by_id = {s.route_id: s for s in states}
     own = by_id[route_id]
     failed = next((s for s in own.plan.stops if s.stop_id == stop_id), None)
     if failed is None:
         return Decision("failed_delivery", {}, {}, False, "unknown_stop")
     retry_ms = now_ms + int(retry_after_s * 1000)
-    retry = with_fields(failed, window_start_ms=max(failed.window_start_ms or 0, retry_ms))
-    done = (own.driver.done if own.driver else frozenset()) | {stop_id}
-    own_now = replace(
-        own,
-        driver=replace(own.driver, done=done) if own.driver else None,
-        plan=with_fields(own.plan, stops=[s for s in own.plan.stops if s.stop_id != stop_id]),
+    retry = with_fields(
+        failed,
+        stop_id=retry_stop_id(stop_id),
+        window_start_ms=max(failed.window_start_ms or 0, retry_ms),
+        planned_arrival_ms=None,
     )
-    involved = [own_now]
-    pos = own.position()
-    if pos is not None and neighbours:
-        involved += nearest_routes(states, failed.lat, failed.lon, neighbours, exclude=[route_id])
+    done = (own.driver.done if own.driver else frozenset()) | {stop_id}
+    driver = own.driver or DriverState(failed.lat, failed.lon, now_ms)
+    involved = [replace(own, driver=replace(driver, done=done))]
+    involved += nearest_routes(states, failed.lat, failed.lon, neighbours, exclude=[route_id])
     live = build_problem(involved, now_ms, travel, new_stops=[retry])
-    cands = insertion_candidates(live, stop_id, params)
+    cands = insertion_candidates(live, retry.stop_id, params)
     decision = _solve_and_judge(live, params, "failed_delivery", None, candidates=cands)
-    if stop_id not in decision.assigned:
+    if retry.stop_id not in decision.assigned:
         return replace(decision, plans={}, issue=False, reason="not_placed")
-    plans = dict(decision.plans)
-    if route_id not in plans:  # the stop left its own route: that route changes too
-        plans[route_id] = with_fields(
-            own.plan,
-            version=own.plan.version + 1,
-            stops=[s for s in own.plan.stops if s.stop_id != stop_id],
-        )
-    return replace(decision, plans=plans)
+    return decision
 
 
 def reassign_stale(

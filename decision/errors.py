@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from fleet.errors import FleetError
+from fleet.errors import FleetError, InvalidMessage
 
 
 class DecisionError(FleetError):
@@ -23,3 +23,7 @@ class InvalidInstance(DecisionError, ValueError):
 
 class TravelTimeError(DecisionError, LookupError):
     """A travel-time provider cannot price a leg (unknown location)."""
+
+
+class InvalidOrder(InvalidMessage):
+    """An Order breaks the contract (dead-lettered with the reason)."""

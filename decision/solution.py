@@ -165,10 +165,10 @@ def violations(problem: Problem, sequences: Mapping[str, Sequence[str]]) -> list
         first = v.first_job
         if first is not None and problem.has_job(first) and route.job_ids[:1] != (first,):
             out.append(f"vehicle {v.vehicle_id}: approached stop {v.first_job} not first")
-        locked_now = [j for j in v.route if problem.job(j).locked]
-        locked_after = [j for j in route.job_ids if problem.job(j).locked]
+        locked_now = [(p, j) for p, j in enumerate(v.route) if problem.job(j).locked]
+        locked_after = [(p, j) for p, j in enumerate(route.job_ids) if problem.job(j).locked]
         if locked_after != locked_now:
-            out.append(f"vehicle {v.vehicle_id}: locked stops {locked_now} became {locked_after}")
+            out.append(f"vehicle {v.vehicle_id}: locked stops {locked_now} moved: {locked_after}")
     for job in problem.jobs:
         if job.required and job.job_id not in placed:
             out.append(f"required job {job.job_id} not served")

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import itertools
 import math
 import random
 import time
@@ -171,20 +170,21 @@ def solve(problem: Problem, params: SolveParams) -> Solution:
             weight = weights.unserved * (1 + max(0, job.priority)) * (10 if job.committed else 1)
             drop = round(weight * problem.scale)
             routing.AddDisjunction([index], max(1, drop))
-    rank = None  # position counter, only when some route has two locked stops to keep in order
+    rank = None  # position counter, only when some route has locked stops
     for i, v in enumerate(problem.vehicles):
         if v.first_job is not None and v.first_job not in unreachable:
             solver.Add(routing.NextVar(routing.Start(i)) == manager.NodeToIndex(jnode[v.first_job]))
-        locked = [j for j in v.route if problem.job(j).locked and j not in unreachable]
-        if len(locked) < 2:
+        # A locked stop keeps its place: the same position in the route's remaining sequence.
+        route = [j for j in v.route if j not in unreachable]
+        places = [(p, j) for p, j in enumerate(route, start=1) if problem.job(j).locked]
+        if not places:
             continue
         if rank is None:
             count_cb = routing.RegisterUnaryTransitVector([1] * len(nodes.locations))
             routing.AddDimension(count_cb, 0, len(nodes.locations) + 1, True, "rank")
             rank = routing.GetDimensionOrDie("rank")
-        for a, b in itertools.pairwise(locked):
-            ia, ib = manager.NodeToIndex(jnode[a]), manager.NodeToIndex(jnode[b])
-            solver.Add(rank.CumulVar(ia) < rank.CumulVar(ib))
+        for position, jid in places:
+            rank.CumulVar(manager.NodeToIndex(jnode[jid])).SetValue(position)
 
     search = pywrapcp.DefaultRoutingSearchParameters()
     search.first_solution_strategy = getattr(

@@ -12,6 +12,7 @@ from decision.decide import (
     reassign_stale,
     reinsert_failed,
     replan,
+    retry_stop_id,
 )
 from decision.live import DriverState, RouteState, build_problem
 from decision.params import SolveParams
@@ -121,13 +122,21 @@ def test_an_order_no_route_can_serve_in_its_window_is_unassigned_with_a_reason()
     assert not decision.assigned
 
 
-def test_a_failed_stop_is_reinserted_later_within_its_window() -> None:
+def test_a_failed_stop_gets_a_later_attempt_within_its_window() -> None:
     states = [make_route(k, 6, 6) for k in range(2)]
     decision = reinsert_failed("rt-0", "r0-s1", states, NOW, TRAVEL, PARAMS, retry_after_s=600)
     assert decision.issue
-    route = decision.assigned["r0-s1"]
-    stop = next(s for s in decision.plans[route].stops if s.stop_id == "r0-s1")
+    route = decision.assigned["r0-s1.r1"]
+    stop = next(s for s in decision.plans[route].stops if s.stop_id == "r0-s1.r1")
     assert stop.planned_arrival_ms is not None and stop.planned_arrival_ms >= NOW + 600_000
+    assert stop.window_end_ms is not None and stop.planned_arrival_ms <= stop.window_end_ms
+
+
+def test_retry_ids_count_attempts_and_stay_within_64_characters() -> None:
+    assert retry_stop_id("st-17") == "st-17.r1"
+    assert retry_stop_id("st-17.r1") == "st-17.r2"
+    long_id = "x" * 64
+    assert len(retry_stop_id(long_id)) == 64 and retry_stop_id(long_id).endswith(".r1")
 
 
 def test_a_stale_drivers_time_critical_stops_move_to_other_routes() -> None:
