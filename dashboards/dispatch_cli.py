@@ -42,17 +42,23 @@ def send(settings: Settings, command: Any) -> None:
 
     from fleet.clients import confluent_config
     from fleet.errors import ServiceUnavailable
+    from fleet.identity import signed_headers
     from fleet.records import encode
     from fleet.topics import COMMANDS, topic_name
 
+    value = encode(command)
+    headers = None
+    if settings.dispatch_key is not None:  # signed: the pipeline checks who sent it
+        key = settings.dispatch_key.get_secret_value()
+        headers = signed_headers(command.issued_by, key, value)
     errors: list[str] = []
     producer = Producer(
         confluent_config(settings, {"acks": "all", "message.timeout.ms": 15_000, "log_level": 3})
     )
     try:
         producer.produce(
-            topic_name(settings, COMMANDS), key=command.route_id.encode(), value=encode(command),
-            on_delivery=lambda err, _msg: errors.append(str(err)) if err else None,
+            topic_name(settings, COMMANDS), key=command.route_id.encode(), value=value,
+            headers=headers, on_delivery=lambda err, _msg: errors.append(str(err)) if err else None,
         )  # fmt: skip
         left = producer.flush(20)
     except KafkaException as exc:

@@ -8,6 +8,7 @@ one ``env/<role>.env`` file per Kafka role with the ``FLEET_*`` settings of its 
 
 from __future__ import annotations
 
+import json
 import os
 import secrets
 import shutil
@@ -23,6 +24,7 @@ from pydantic import SecretStr
 from fleet import services
 from fleet.clients import confluent_config
 from fleet.errors import ServiceUnavailable
+from fleet.identity import new_key
 from fleet.security import (
     ADMIN,
     KAFKA_ROLES,
@@ -41,6 +43,7 @@ HOST = "127.0.0.1"
 BROKER_CN = "broker"  # the broker's own principal on its mTLS controller listener
 CERT_DAYS = 825
 DOCKER_MOUNT = "/fleet/secure"  # where infra/docker-compose.yml mounts var/secure
+DEFAULT_DISPATCHER = "dispatcher:ops"  # the dispatch role's signing identity out of the box
 
 
 @dataclass(frozen=True)
@@ -74,6 +77,25 @@ class SecureProfile:
     def env_file(self, role: str) -> Path:
         return self.root / "env" / f"{role}.env"
 
+    @property
+    def dispatch_keys_file(self) -> Path:
+        return self.root / "credentials" / "dispatch-keys.json"
+
+    def dispatch_key_file(self, issuer: str) -> Path:
+        return self.root / "credentials" / f"dispatch-{issuer.replace(':', '_')}.key"
+
+    def add_dispatcher(self, issuer: str) -> Path:
+        """A signing key for dispatcher ``issuer`` (kept if it exists); returns its file."""
+        path = self.dispatch_key_file(issuer)
+        if not path.exists():
+            _write_private(path, new_key() + "\n")
+        keys = {}
+        if self.dispatch_keys_file.exists():
+            keys = json.loads(self.dispatch_keys_file.read_text())
+        keys[issuer] = path.read_text().strip()
+        _write_private(self.dispatch_keys_file, json.dumps(keys, indent=1, sort_keys=True) + "\n")
+        return path
+
     # --- material ---------------------------------------------------------------------------
     def ensure_material(self) -> None:
         """CA, server certificate, passwords and env files; existing ones are kept."""
@@ -83,6 +105,7 @@ class SecureProfile:
                 path = self.password_file(system, user)
                 if not path.exists():
                     _write_private(path, secrets.token_urlsafe(24) + "\n")
+        self.add_dispatcher(DEFAULT_DISPATCHER)
         for role in KAFKA_ROLES:
             lines = [f"{k}={v}" for k, v in self.env(role).items()]
             _write_private(self.env_file(role), "\n".join(lines) + "\n")
@@ -133,7 +156,13 @@ class SecureProfile:
     def env(self, role: str) -> dict[str, str]:
         """The ``FLEET_*`` variables of a client acting as ``role`` (passwords as files)."""
         redis_user = REDIS_USER_OF_ROLE.get(role, "dashboard")
-        return {
+        signing = {
+            "pipeline": {"FLEET_DISPATCH_KEYS_FILE": str(self.dispatch_keys_file)},
+            "dispatch": {
+                "FLEET_DISPATCH_KEY_FILE": str(self.dispatch_key_file(DEFAULT_DISPATCHER))
+            },
+        }.get(role, {})
+        return signing | {
             "FLEET_KAFKA_BOOTSTRAP": f"{HOST}:{self.kafka_port}",
             "FLEET_KAFKA_SECURITY_PROTOCOL": "SASL_SSL",
             "FLEET_KAFKA_USERNAME": role,

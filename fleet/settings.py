@@ -203,6 +203,14 @@ class Settings(BaseSettings):
         9094, ge=1, description="SASL_SSL port of `fleet infra up --secure` (controller: +1)"
     )
     secure_redis_port: int = Field(6380, ge=1, description="TLS port of the secure profile's Redis")
+    dispatch_keys_file: Path | None = Field(
+        None,
+        description="JSON issued_by -> HMAC key: set, the pipeline applies only commands signed "
+        "by their issuer (else dead letter `unauthorized`)",
+    )
+    dispatch_key: SecretStr | None = Field(
+        None, description="This dispatcher's key: `fleet dispatch` signs its commands with it"
+    )
 
     @classmethod
     def settings_customise_sources(

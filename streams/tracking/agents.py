@@ -15,6 +15,7 @@ from faust.types import EventT, StreamT
 
 from fleet.clock import now_ms
 from fleet.decode import decode_struct
+from fleet.identity import IssuerKeys
 from fleet.live import driver_key
 from fleet.records import DeliveryEvent, DispatchCommand, Ping, RoutePlan
 from fleet.topics import COMMANDS, EVENTS, ROUTES
@@ -50,6 +51,10 @@ log = logging.getLogger(__name__)
 _PLAN = msgspec.json.Decoder(RoutePlan)
 _EVENT = msgspec.json.Decoder(DeliveryEvent)
 _COMMAND = msgspec.json.Decoder(DispatchCommand)
+# Set (the secure profile): a command is applied only when signed by its issued_by.
+_ISSUERS = (
+    IssuerKeys.from_file(settings.dispatch_keys_file) if settings.dispatch_keys_file else None
+)
 
 
 async def store_plan(record: PlanRecord, previous: PlanRecord | None) -> None:
@@ -117,6 +122,8 @@ async def apply_dispatch_commands(stream: StreamT[bytes]) -> None:
 
 async def handle_command(event: EventT) -> None:
     cmd = decode_struct(event.value, _COMMAND, settings.max_message_bytes)
+    if _ISSUERS is not None:
+        _ISSUERS.check(cmd.issued_by, event.value, event.headers)
     if cmd.type not in DISPATCH_EDITS:
         await hooks.command_handlers.handle(cmd)
         return

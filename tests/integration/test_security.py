@@ -8,22 +8,26 @@ plain development services; both stop at the end.
 from __future__ import annotations
 
 import os
+import time
 import uuid
 from collections.abc import Callable, Iterator
 from contextlib import ExitStack
 from dataclasses import dataclass
 from pathlib import Path
 
+import msgspec
 import pytest
 import redis
 from confluent_kafka import Consumer, KafkaError, KafkaException, Producer
 from confluent_kafka.admin import AdminClient
 from pydantic import SecretStr
 
+from dashboards.dispatch_cli import build_command, send
 from fleet.clients import confluent_config, redis_client
 from fleet.clock import now_ms
-from fleet.records import Ping, encode
+from fleet.records import DeadLetter, Ping, encode
 from fleet.secure_profile import (
+    DEFAULT_DISPATCHER,
     SecureProfile,
     free_port_pair,
     running,
@@ -32,7 +36,7 @@ from fleet.secure_profile import (
 )
 from fleet.security import ADMIN, DISPATCH_GROUP
 from fleet.settings import Settings
-from fleet.topics import ALERTS, COMMANDS, ETAS, EVENTS, ORDERS, PINGS, ROUTE_UPDATES, ROUTES
+from fleet.topics import ALERTS, COMMANDS, DLQ, ETAS, EVENTS, ORDERS, PINGS, ROUTE_UPDATES, ROUTES
 from load_tests.harness import WorkerProcess, free_port
 from tests.conftest import service_unavailable, wait_until
 
@@ -251,7 +255,7 @@ def test_the_pipeline_runs_in_the_secure_profile(
         "FLEET_WORKER_WEB_PORT": str(free_port()),
     }
     env.pop("FLEET_TOPIC_PREFIX", None)
-    worker(env)
+    pipeline = worker(env)
     drivers = [f"sec-{run}-{i}" for i in range(3)]
     t0 = now_ms() - 30_000
     pings = [
@@ -267,4 +271,46 @@ def test_the_pipeline_runs_in_the_secure_profile(
     done = wait_until(
         lambda: all(dashboard.hget(f"fleet:driver:{d}", "seq") == "3" for d in drivers), 90
     )
-    assert done, {d: dashboard.hgetall(f"fleet:driver:{d}") for d in drivers}
+    assert done, pipeline.tail()
+
+    # Dispatch identity: only a command signed by its issued_by gets past the check.
+    key = secure.profile.dispatch_key_file(DEFAULT_DISPATCHER).read_text().strip()
+    signer = secure.role("dispatch").model_copy(update={"dispatch_key": SecretStr(key)})
+    unsigned = secure.role("dispatch")
+    sent = {
+        "signed": (signer, build_command(f"rt-{run}", "cancel_route", DEFAULT_DISPATCHER)),
+        "forged": (signer, build_command(f"rt-{run}", "cancel_route", "dispatcher:boss")),
+        "unsigned": (unsigned, build_command(f"rt-{run}", "cancel_route", DEFAULT_DISPATCHER)),
+    }
+    for settings, command in sent.values():
+        send(settings, command)
+    reasons = _dead_letter_reasons(
+        secure.role("reader"), {name: c.command_id for name, (_, c) in sent.items()}
+    )
+    # The signed command passed the check and failed on its (unknown) route instead.
+    assert reasons["forged"] == reasons["unsigned"] == "unauthorized", reasons
+    assert reasons["signed"] not in (None, "unauthorized"), reasons
+
+
+def _dead_letter_reasons(settings: Settings, ids: dict[str, str]) -> dict[str, str | None]:
+    """The dead-letter reason of each named command id (None: none within 60 s), read from
+    the dead-letter topic as a reader-role consumer."""
+    consumer = Consumer(
+        confluent_config(settings, {"group.id": f"fleet-reader-{uuid.uuid4().hex[:8]}",
+                                    "auto.offset.reset": "earliest", "log_level": 0})
+    )  # fmt: skip
+    consumer.subscribe([DLQ])
+    reasons: dict[str, str | None] = dict.fromkeys(ids)
+    deadline = time.monotonic() + 60
+    try:
+        while None in reasons.values() and time.monotonic() < deadline:
+            msg = consumer.poll(0.5)
+            if msg is None or msg.error() is not None:
+                continue
+            letter = msgspec.json.decode(msg.value() or b"", type=DeadLetter)
+            for name, command_id in ids.items():
+                if command_id in (letter.raw or ""):
+                    reasons[name] = letter.reason
+    finally:
+        consumer.close()
+    return reasons
