@@ -95,7 +95,7 @@ def _print_rows(rows: Sequence[dict[str, Any]], fmt: str) -> None:
 def _cmd_drivers(args: argparse.Namespace, settings: Settings) -> int:
     from fleet.live import LiveReader
 
-    reader = LiveReader.from_url(settings.redis_url)
+    reader = LiveReader.from_settings(settings)
     if args.query == "near":
         rows = reader.near(args.lat, args.lon, args.radius_m, args.limit)
     elif args.query == "in-cell":
@@ -110,9 +110,7 @@ def _cmd_zones(args: argparse.Namespace, settings: Settings) -> int:
     from fleet.clock import now_ms
     from fleet.live import LiveReader
 
-    counts = LiveReader.from_url(settings.redis_url).zone_counts(
-        now_ms() - settings.zone_ttl_s * 1000
-    )
+    counts = LiveReader.from_settings(settings).zone_counts(now_ms() - settings.zone_ttl_s * 1000)
     for zone, n in sorted(counts.items(), key=lambda kv: -kv[1]):
         print(json.dumps({"zone": zone, "drivers": n}))
     return 0

@@ -25,6 +25,7 @@ from shapely.geometry import shape
 from fleet.errors import FleetError
 from fleet.geo import haversine_m
 from fleet.ingest import LivePosition
+from fleet.settings import Settings
 
 POS_KEY = "fleet:pos"
 POS_TS_KEY = "fleet:pos:ts"
@@ -135,6 +136,13 @@ class LiveReader:
     @classmethod
     def from_url(cls, url: str) -> LiveReader:
         return cls(redis.Redis.from_url(url, decode_responses=True))
+
+    @classmethod
+    def from_settings(cls, settings: Settings) -> LiveReader:
+        """The read model of ``settings``, with its Redis user, password and TLS CA."""
+        from fleet.clients import redis_client
+
+        return cls(redis_client(settings, decode_responses=True))
 
     def rows(self, driver_ids: Sequence[str]) -> list[DriverRow]:
         pipe = self.r.pipeline(transaction=False)
