@@ -9,7 +9,7 @@ DURATION ?= 180
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
 .DEFAULT_GOAL := help
-.PHONY: help setup demo test lint typecheck unit integration bench infra-up infra-down infra-status clean
+.PHONY: help setup demo test lint typecheck unit integration bench eta infra-up infra-down infra-status clean
 
 help: ## Show this help
 	@grep -hE '^[a-zA-Z_-]+:.*?## ' $(MAKEFILE_LIST) | awk -F':.*?## ' '{printf "  \033[36m%-14s\033[0m %s\n", $$1, $$2}'
@@ -54,6 +54,21 @@ integration: setup ## Integration tests only (real Kafka, Redis, ClickHouse engi
 
 bench: setup ## Benchmarks (figures go to docs/benchmarks.md)
 	$(BIN)/python -m load_tests.bench_ingest
+
+# The ETA loop on simulated history (docs/eta.md): 16 days written into the configured
+# history store, a model trained on the first 14, evaluated on the last 2, promoted if it
+# passes its checks. Stop a worker that owns the embedded store first (or set
+# FLEET_CLICKHOUSE_URL); FLEET_VAR_DIR=/tmp/eta keeps it apart from other data.
+ETA_START ?= 2026-10-05
+ETA_TRAIN_UNTIL ?= 2026-10-19
+ETA_UNTIL ?= 2026-10-21
+eta: setup ## ETA loop: simulate history, train, evaluate on held-out days, promote if it passes
+	$(BIN)/python -m load_tests.history_sim --days 16 --start $(ETA_START)
+	@set -e; V=$$($(BIN)/fleet eta train --since $(ETA_START) --until $(ETA_TRAIN_UNTIL)); \
+	  echo "trained $$V"; \
+	  $(BIN)/fleet eta evaluate $$V --since $(ETA_TRAIN_UNTIL) --until $(ETA_UNTIL); \
+	  $(BIN)/fleet eta promote $$V || echo "$$V not promoted: see the failed checks above"; \
+	  $(BIN)/fleet eta list
 
 infra-up: ## Start Kafka, Redis, Prometheus natively
 	$(BIN)/fleet infra up
