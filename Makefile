@@ -9,7 +9,7 @@ DURATION ?= 180
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
 .DEFAULT_GOAL := help
-.PHONY: help setup demo test lint typecheck unit integration bench eta infra-up infra-down infra-status clean
+.PHONY: help setup demo demo-secure test lint typecheck unit integration bench eta infra-up infra-down infra-status clean
 
 help: ## Show this help
 	@grep -hE '^[a-zA-Z_-]+:.*?## ' $(MAKEFILE_LIST) | awk -F':.*?## ' '{printf "  \033[36m%-14s\033[0m %s\n", $$1, $$2}'
@@ -33,6 +33,9 @@ setup: $(VENV)/.installed ## All set-up: venv, packages, redis-server/prometheus
 
 demo: setup ## Run the pipeline on a simulated fleet (DRIVERS=200 DURATION=180) with a live summary
 	$(BIN)/python -m load_tests.demo --drivers $(DRIVERS) --duration $(DURATION)
+
+demo-secure: setup ## The demo in the secure profile: SASL_SSL with ACLs, TLS Redis (docs/security.md)
+	$(BIN)/python -m load_tests.demo --secure --drivers $(DRIVERS) --duration $(DURATION)
 
 test: setup ## ruff, mypy, then pytest (unit + integration on the real services it starts)
 	$(BIN)/ruff check .

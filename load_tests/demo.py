@@ -23,7 +23,8 @@ from rich.console import Console
 from rich.live import Live
 from rich.table import Table
 
-from fleet import services
+from fleet import secure_profile, services
+from fleet.clients import redis_client
 from fleet.clock import now_ms
 from fleet.settings import Settings, get_settings
 from fleet.topics import PINGS, topic_name
@@ -51,7 +52,7 @@ class Simulation(threading.Thread):
         self.sent = 0
 
     def run(self) -> None:
-        producer = Producer(producer_config(self.settings.kafka_bootstrap))
+        producer = Producer(producer_config(self.settings.kafka_bootstrap, self.settings))
         topic = topic_name(self.settings, PINGS)
         encoder = msgspec.json.Encoder()
         rng = random.Random(11)
@@ -101,16 +102,23 @@ def summary_table(r: redis.Redis, metrics: dict[str, float], rate: float, sim: S
     return outer
 
 
-def run(drivers: int, duration_s: float, invalid_rate: float) -> int:
-    settings = get_settings()
+def run(drivers: int, duration_s: float, invalid_rate: float, secure: bool = False) -> int:
+    base = get_settings()
     console = Console()
     log: Callable[[str], None] = console.print
-    started = [s for s in services.services(settings) if s.status().state == "stopped"]
-    services.up(settings, log)
+    kind = secure_profile.secure_services(base) if secure else services.services(base)
+    started = [s for s in kind if s.status().state == "stopped"]
+    worker_env, settings, reader = dict(os.environ), base, base
+    if secure:  # each part with its own role: worker, simulated phones, the summary's reads
+        profile = secure_profile.up(base, log)
+        worker_env |= profile.env("pipeline")
+        settings, reader = profile.settings(base, "gateway"), profile.settings(base, "reader")
+    else:
+        services.up(base, log)
     worker_log = Path(settings.var_dir) / "demo-worker.log"
-    worker = WorkerProcess(dict(os.environ), worker_log).start()
+    worker = WorkerProcess(worker_env, worker_log).start()
     sim = Simulation(settings, drivers, duration_s, invalid_rate)
-    r = redis.Redis.from_url(settings.redis_url, decode_responses=True)
+    r = redis_client(reader, decode_responses=True)
     interrupted = False
     try:
         log(f"worker pid {worker.pid} (log: {worker_log}); simulating {drivers} drivers "
@@ -160,8 +168,10 @@ def main() -> None:
     parser.add_argument("--duration", type=float, default=180.0, help="seconds")
     parser.add_argument("--invalid-rate", type=float, default=0.002,
                         help="share of deliberately broken messages")  # fmt: skip
+    parser.add_argument("--secure", action="store_true",
+                        help="SASL_SSL, ACLs, TLS Redis (docs/security.md)")  # fmt: skip
     args = parser.parse_args()
-    sys.exit(run(args.drivers, args.duration, args.invalid_rate))
+    sys.exit(run(args.drivers, args.duration, args.invalid_rate, args.secure))
 
 
 if __name__ == "__main__":
