@@ -272,7 +272,22 @@ def assign_orders(
     for stop in stops:
         if stop.stop_id not in winners and stop.stop_id not in unassigned:
             unassigned[stop.stop_id] = drop_reason(live.problem, stop.stop_id)
-    return replace(decision, rationale=rationale, unassigned=unassigned)
+    plans = receivers_only(decision, chosen)
+    return replace(
+        decision, plans=plans, rationale=rationale, unassigned=unassigned, issue=bool(plans)
+    )
+
+
+def receivers_only(decision: Decision, states: Mapping[str, RouteState]) -> dict[str, RoutePlan]:
+    """The plans of routes that receive a new stop or trade stops: re-sequencing a bystander
+    route is not what an assignment or a recovery is for (no churn)."""
+    receiving = set(decision.assigned.values())
+    return {
+        route_id: plan
+        for route_id, plan in decision.plans.items()
+        if route_id in receiving
+        or {s.stop_id for s in plan.stops} != {s.stop_id for s in states[route_id].plan.stops}
+    }
 
 
 def replan(
@@ -351,7 +366,7 @@ def reinsert_failed(
     decision = _solve_and_judge(live, params, "failed_delivery", None, candidates=cands)
     if retry.stop_id not in decision.assigned:
         return replace(decision, plans={}, issue=False, reason="not_placed")
-    return decision
+    return replace(decision, plans=receivers_only(decision, {s.route_id: s for s in involved}))
 
 
 def reassign_stale(
@@ -388,7 +403,7 @@ def reassign_stale(
     moved = [s.stop_id for s in critical if s.stop_id in decision.assigned]
     if not moved:
         return replace(decision, plans={}, issue=False, reason="not_placed")
-    plans = dict(decision.plans)
+    plans = receivers_only(decision, {s.route_id: s for s in others})
     plans[route_id] = with_fields(
         own.plan,
         version=own.plan.version + 1,

@@ -177,6 +177,59 @@ class Settings(BaseSettings):
     grafana_redis_url: str = Field(
         "redis://redis:6379", description="Redis as Grafana reaches it (data source)"
     )
+    # --- decisions (streams/decision: assignment, re-plans, proposals; docs/decision.md) ---
+    decision_apply: Literal["auto", "propose"] = Field(
+        "auto", description="Re-plans applied at once (auto) or proposed to dispatchers (propose)"
+    )
+    decision_time_limit_s: float = Field(
+        1.0, gt=0, le=60, description="Solver budget of one decision, seconds"
+    )
+    decision_seed: int = Field(0, ge=0, description="Solver seed (order of stops in the model)")
+    decision_margin_s: float = Field(
+        60.0, ge=0, description="Least gain (objective seconds) for a triggered re-plan"
+    )
+    decision_margin_ratio: float = Field(
+        0.02, ge=0, description="...or this share of the objective, whichever is larger"
+    )
+    decision_debounce_s: float = Field(
+        2.0, ge=0, description="Triggers of one route within this time are solved once"
+    )
+    decision_cooldown_s: float = Field(
+        120.0, ge=0, description="After a re-plan, automatic triggers of the route wait this long"
+    )
+    decision_on_failed_delivery: bool = Field(
+        True, description="Re-insert a failed stop later or move it to a nearby route"
+    )
+    decision_retry_after_s: float = Field(
+        900.0, ge=0, description="A failed stop is tried again no sooner than this"
+    )
+    decision_on_behind_schedule: bool = Field(
+        True, description="Re-sequence a late route or move stops to drivers with slack"
+    )
+    decision_on_eta_window_risk: bool = Field(
+        True, description="Same for a predicted window miss (eta_window_risk alerts)"
+    )
+    decision_on_off_route: bool = Field(True, description="Re-plan from where the driver is")
+    decision_on_stale: bool = Field(True, description="Reassign a silent driver's urgent stops")
+    decision_stale_reassign_s: float = Field(
+        300.0, ge=0, description="Stale for this long (seconds) before stops are reassigned"
+    )
+    decision_critical_within_s: float = Field(
+        3600.0, gt=0, description="A stop whose window ends within this is time-critical"
+    )
+    decision_neighbours: int = Field(
+        3, ge=0, description="Nearby routes a re-plan or a zone optimize may move stops to"
+    )
+    decision_order_candidates: int = Field(
+        5, ge=1, description="Routes scored for each new order (nearest drivers)"
+    )
+    decision_order_batch_size: int = Field(50, ge=1, description="Orders solved together at most")
+    decision_order_batch_s: float = Field(
+        0.1, gt=0, description="Max wait to gather a burst of orders, seconds"
+    )
+    decision_speed_mps: float = Field(
+        8.0, gt=0, description="Base driving speed of the travel-time estimate, m/s"
+    )
 
     # --- security (docs/security.md); any field also reads FLEET_<NAME>_FILE -------------
     kafka_security_protocol: Literal["PLAINTEXT", "SASL_SSL"] = Field(

@@ -1,0 +1,1 @@
+"""The decision agent: order assignment, triggered re-plans, optimize and proposals."""

@@ -1,0 +1,341 @@
+"""Decision agents: orders, tracking's triggers, dispatcher commands, the decision timer.
+
+Error policy: streams/dead_letters.py. An invalid order or a command that cannot apply is
+dead-lettered with its reason; a bug while solving an order batch dead-letters the batch's
+orders (``processing_error``); a bug in a triggered re-plan is logged and counted (there is
+no message to dead-letter) and the route waits for its next trigger.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from functools import partial
+from typing import Any
+
+import msgspec
+from faust.types import EventT, StreamT
+
+import decision.decide as decide
+from decision.orders import validate_order
+from fleet.clock import now_ms
+from fleet.decode import decode_struct
+from fleet.errors import InvalidCommand
+from fleet.records import DispatchCommand, Order, RoutePlan
+from fleet.topics import ORDERS
+from streams import hooks
+from streams.app import app, settings
+from streams.dead_letters import PROCESSING_ERRORS, handle_or_dead_letter, on_processing_error
+from streams.decision.publish import (
+    DECISIONS,
+    SOLVE_SECONDS,
+    alert_unassigned,
+    publish_decision,
+)
+from streams.decision.state import (
+    CONFIG,
+    PINNED,
+    gate,
+    load_proposal,
+    order_seen,
+    remember_order,
+    save_proposal,
+    set_lock,
+    solve_lock,
+    stale_since,
+)
+from streams.decision.world import active_states, route_state
+from streams.topics import commands_topic, orders_topic
+from streams.tracking import reads
+from streams.tracking.publish import publish_plan
+
+log = logging.getLogger(__name__)
+
+_ORDER = msgspec.json.Decoder(Order)
+_COMMAND = msgspec.json.Decoder(DispatchCommand)
+REPLAN_KINDS = ("off_route", "behind_schedule", "eta_window_risk")
+MOVING_KINDS = ("behind_schedule", "eta_window_risk")  # may hand stops to drivers with slack
+DECISION_COMMANDS = ("optimize", "accept_proposal", "lock_stop", "unlock_stop")
+failed_pending: list[tuple[str, str, int]] = []  # (route_id, stop_id, ts_ms) of failed stops
+
+
+async def _timed(cause: str, fn: Any, *args: Any, **kwargs: Any) -> decide.Decision:
+    """Run a pure decision off the event loop, timed."""
+    began = time.perf_counter()
+    try:
+        return await asyncio.to_thread(partial(fn, *args, **kwargs))
+    finally:
+        SOLVE_SECONDS.labels(cause).observe(time.perf_counter() - began)
+
+
+# --- orders ---------------------------------------------------------------------------------
+
+
+@app.agent(orders_topic)
+async def assign_new_orders(stream: StreamT[bytes]) -> None:
+    """Orders in bursts: each batch is assigned in one solve."""
+    batches = stream.take_events(  # type: ignore[attr-defined]
+        CONFIG.order_batch_size, within=CONFIG.order_batch_s
+    )
+    async for events in batches:
+        orders: dict[str, tuple[Order, EventT]] = {}
+        for event in events:
+            await handle_or_dead_letter(ORDERS, event, partial(_collect_order, orders))
+        if not orders:
+            continue
+        try:
+            await assign([order for order, _ in orders.values()])
+        except Exception as exc:
+            for _, event in orders.values():
+                await on_processing_error(ORDERS, event, exc)
+
+
+async def _collect_order(orders: dict[str, tuple[Order, EventT]], event: EventT) -> None:
+    order = validate_order(decode_struct(event.value, _ORDER, settings.max_message_bytes))
+    if order.order_id in orders or order_seen(order.order_id):
+        return  # a repeated order_id is a duplicate: assigned once
+    orders[order.order_id] = (order, event)
+
+
+async def assign(orders: list[Order]) -> decide.Decision:
+    """Place a batch of orders; publish the changed routes; alert the ones nothing fits."""
+    async with solve_lock:
+        now = now_ms()
+        states = active_states()
+        decision = await _timed(
+            "assign", decide.assign_orders, orders, states, now, CONFIG.travel, CONFIG.params,
+            CONFIG.order_candidates,
+        )  # fmt: skip
+        by_route: dict[str, list[str]] = {}
+        for order_id, route_id in decision.assigned.items():
+            by_route.setdefault(route_id, []).append(order_id)
+        for route_id, plan in decision.plans.items():
+            placed = sorted(by_route.get(route_id, []))
+            first = placed[0] if placed else sorted(decision.assigned)[0]
+            single = decide.Decision("assign", {route_id: plan}, decision.rationale, True, "issued")
+            await publish_decision(
+                single, "assign", f"order:{first}", propose=False, now=now,
+                extra={"orders": placed},
+            )  # fmt: skip
+        for order_id, route_id in decision.assigned.items():
+            remember_order(order_id, route_id)
+        candidates = list(decision.rationale.get("candidates", []))
+        for order_id, why in decision.unassigned.items():
+            await alert_unassigned(order_id, why, candidates, now)
+            remember_order(order_id, None)
+        return decision
+
+
+# --- triggers from tracking -----------------------------------------------------------------
+
+
+@hooks.alert_changed.register
+async def note_alert(alert: Any) -> None:
+    """Open alerts of the enabled kinds become triggers (queued; solved by the timer)."""
+    route_id = alert.route_id
+    if route_id is None:
+        return
+    if alert.kind == "stale":
+        if alert.state == "open" and "stale" in CONFIG.triggers:
+            since = alert.details.get("last_seen_ms", alert.opened_ms)
+            stale_since[route_id] = (alert.alert_id, int(since))
+        else:
+            stale_since.pop(route_id, None)
+        return
+    if alert.state == "open" and alert.kind in REPLAN_KINDS and alert.kind in CONFIG.triggers:
+        gate.offer(route_id, f"{alert.kind} alert:{alert.alert_id}", now_ms())
+
+
+@hooks.stop_completed.register
+async def note_failed_stop(outcome: hooks.StopOutcome) -> None:
+    """A failed stop gets a new attempt (queued; decided by the timer)."""
+    if outcome.outcome == "failed" and "failed_delivery" in CONFIG.triggers:
+        failed_pending.append((outcome.route_id, outcome.stop_id, outcome.ts_ms))
+
+
+@hooks.plan_changed.register
+async def cool_down_after_edits(change: hooks.PlanChanged) -> None:
+    """A changed plan (an edit, an assignment, a re-plan) starts the route's cooldown."""
+    if change.previous_version is not None:
+        gate.issued(change.plan.route_id, now_ms())
+
+
+@app.timer(interval=0.2)
+async def run_due_decisions() -> None:
+    """Failed stops, long-stale drivers and debounced triggers, one decision at a time."""
+    now = now_ms()
+    while failed_pending:
+        route_id, stop_id, ts_ms = failed_pending.pop(0)
+        await _guarded("failed_delivery", reinsert_failed(route_id, stop_id, ts_ms))
+    for route_id, (alert_id, since) in list(stale_since.items()):
+        if now - since >= CONFIG.stale_reassign_s * 1000:
+            del stale_since[route_id]
+            await _guarded("reassign_stale", reassign_stale(route_id, alert_id))
+    for route_id, causes in gate.due(now):
+        kind, _, caused_by = causes[0].partition(" ")
+        await _guarded(kind, replan_route(route_id, kind, caused_by or None))
+
+
+async def _guarded(cause: str, work: Any) -> None:
+    try:
+        await work
+    except Exception:
+        log.exception("decision %s failed", cause)
+        PROCESSING_ERRORS.labels(f"decision_{cause}").inc()
+
+
+async def reinsert_failed(route_id: str, stop_id: str, ts_ms: int) -> decide.Decision | None:
+    """A new attempt at a failed stop on its route or a nearby one."""
+    async with solve_lock:
+        states = active_states()
+        if route_id not in {s.route_id for s in states}:
+            plan = reads.current_plan(route_id)
+            if plan is None:
+                return None
+            states.append(route_state(plan, pinned=True))
+        now = now_ms()
+        decision = await _timed(
+            "failed_delivery", decide.reinsert_failed, route_id, stop_id, states, now,
+            CONFIG.travel, CONFIG.params, retry_after_s=CONFIG.retry_after_s,
+            neighbours=CONFIG.neighbours,
+        )  # fmt: skip
+        await publish_decision(
+            decision, "failed_delivery", f"stop:{stop_id}", propose=CONFIG.propose, now=now
+        )
+        return decision
+
+
+async def reassign_stale(route_id: str, alert_id: str) -> decide.Decision | None:
+    """A long-silent driver's urgent stops go to nearby routes."""
+    async with solve_lock:
+        states = active_states()
+        if route_id not in {s.route_id for s in states}:
+            return None
+        now = now_ms()
+        decision = await _timed(
+            "reassign_stale", decide.reassign_stale, route_id, states, now, CONFIG.travel,
+            CONFIG.params, critical_within_s=CONFIG.critical_within_s,
+            neighbours=max(1, CONFIG.neighbours),
+        )  # fmt: skip
+        await publish_decision(
+            decision, "reassign_stale", f"alert:{alert_id}", propose=CONFIG.propose, now=now
+        )
+        return decision
+
+
+async def replan_route(route_id: str, kind: str, caused_by: str | None) -> decide.Decision | None:
+    """Re-plan a route after a trigger; issued only above the margin."""
+    async with solve_lock:
+        states = active_states()
+        if route_id not in {s.route_id for s in states}:
+            return None
+        now = now_ms()
+        neighbours = CONFIG.neighbours if kind in MOVING_KINDS else 0
+        decision = await _timed(
+            kind, decide.replan, kind, route_id, states, now, CONFIG.travel, CONFIG.params,
+            CONFIG.policy, neighbours=neighbours,
+        )  # fmt: skip
+        updates = await publish_decision(decision, kind, caused_by, propose=CONFIG.propose, now=now)
+        if updates:
+            for plan_route in decision.plans:
+                gate.issued(plan_route, now)
+        return decision
+
+
+# --- dispatcher commands --------------------------------------------------------------------
+
+
+async def apply_decision_command(cmd: DispatchCommand) -> None:
+    """optimize, accept_proposal, lock_stop, unlock_stop (InvalidCommand when they cannot)."""
+    if cmd.type == "accept_proposal":
+        await accept_proposal(cmd)
+        return
+    plan = reads.current_plan(cmd.route_id)
+    if plan is None:
+        raise InvalidCommand("unknown_route", f"route_id={cmd.route_id} has no plan")
+    if cmd.type in ("lock_stop", "unlock_stop"):
+        if cmd.stop_id is None:
+            raise InvalidCommand("missing_stop_id", f"{cmd.type} needs stop_id")
+        if cmd.stop_id not in {s.stop_id for s in plan.stops}:
+            raise InvalidCommand("unknown_stop", f"stop_id={cmd.stop_id} not on {cmd.route_id}")
+        set_lock(cmd.stop_id, cmd.route_id if cmd.type == "lock_stop" else None)
+        DECISIONS.labels(f"dispatch:{cmd.type}", "applied").inc()
+        return
+    await optimize(cmd, plan)
+
+
+async def optimize(cmd: DispatchCommand, plan: RoutePlan) -> decide.Decision:
+    """Re-plan the route now (``zone``: with the nearest routes); always answered."""
+    async with solve_lock:
+        states = active_states(pinned=False)  # the dispatcher asked: hand-placed stops may move
+        if plan.route_id not in {s.route_id for s in states}:
+            states.append(route_state(plan, pinned=False))
+        now = now_ms()
+        neighbours = max(1, CONFIG.neighbours) if cmd.scope == "zone" else 0
+        decision = await _timed(
+            "optimize", decide.replan, "optimize", plan.route_id, states, now, CONFIG.travel,
+            CONFIG.params, None, neighbours=neighbours, force=True,
+        )  # fmt: skip
+        await publish_decision(
+            decision, "optimize", f"command:{cmd.command_id}", propose=CONFIG.propose, now=now,
+            extra={"scope": cmd.scope or "route"},
+        )  # fmt: skip
+        return decision
+
+
+async def accept_proposal(cmd: DispatchCommand) -> None:
+    """Apply a waiting proposal as it stands, if its routes did not change since."""
+    if cmd.proposal_id is None:
+        raise InvalidCommand("missing_proposal_id", "accept_proposal needs proposal_id")
+    proposal = load_proposal(cmd.proposal_id)
+    if proposal is None:
+        raise InvalidCommand("unknown_proposal", f"proposal_id={cmd.proposal_id} is not known")
+    if proposal.accepted_by == cmd.command_id:
+        return  # a redelivered command already applied
+    if proposal.accepted_by is not None:
+        raise InvalidCommand(
+            "stale_proposal", f"{cmd.proposal_id} was accepted by {proposal.accepted_by}"
+        )
+    if cmd.route_id not in {p.route_id for p in proposal.plans}:
+        raise InvalidCommand(
+            "unknown_proposal", f"proposal_id={cmd.proposal_id} is not for route {cmd.route_id}"
+        )
+    for route_id, base in proposal.base_versions.items():
+        current = reads.current_plan(route_id)
+        version = current.version if current is not None else None
+        if version != base:
+            raise InvalidCommand(
+                "stale_proposal",
+                f"{cmd.proposal_id} was made from {route_id} v{base}, now v{version}",
+            )
+    rationale = {**proposal.rationale, "proposal_id": proposal.proposal_id,
+                 "proposed_cause": proposal.cause, "proposed_by": proposal.caused_by}  # fmt: skip
+    save_proposal(msgspec.structs.replace(proposal, accepted_by=cmd.command_id))
+    for plan in proposal.plans:
+        await publish_plan(
+            plan, "dispatch:accept_proposal", f"command:{cmd.command_id}", rationale, now_ms()
+        )
+    DECISIONS.labels("dispatch:accept_proposal", "applied").inc()
+
+
+hooks.command_handlers.register(DECISION_COMMANDS, apply_decision_command)
+
+
+# --- hand-placed stops ----------------------------------------------------------------------
+
+
+@app.agent(commands_topic)
+async def pin_dispatched_stops(stream: StreamT[bytes]) -> None:
+    """Stops a dispatcher placed by hand (add, resequence, reassign) keep their place in
+    automatic re-plans: a dispatcher's explicit edit is never re-optimised away."""
+    async for value in stream:
+        try:
+            cmd = decode_struct(value, _COMMAND, settings.max_message_bytes)
+        except Exception:
+            continue  # the tracking commands agent dead-letters it
+        if cmd.type == "add_stop" and cmd.stop is not None:
+            set_lock(cmd.stop.stop_id, PINNED)
+        elif cmd.type in ("resequence", "reassign"):
+            for stop_id in cmd.stop_ids or []:
+                set_lock(stop_id, PINNED)
