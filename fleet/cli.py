@@ -21,6 +21,7 @@ Handler = Callable[[argparse.Namespace, Settings], int]
 # (a module's own imports happen inside its handlers, keeping `fleet --help` fast).
 FEATURE_CLIS: tuple[str, ...] = (
     "fleet.history.cli",
+    "fleet.devices_cli",
     "models.cli",
     "decision.cli",
     "gateway.cli",

@@ -386,11 +386,19 @@ class Mosquitto(_Service):
         host, port = self.address()
         data = self.home / "data"
         data.mkdir(parents=True, exist_ok=True)
+        access = ["allow_anonymous true"]
+        auth = self.settings.mqtt_auth_dir  # per-device passwords and ACLs (fleet devices)
+        if auth is not None:
+            from fleet.devices_cli import sync_mosquitto
+
+            sync_mosquitto(self.settings)
+            access = ["allow_anonymous false", f"password_file {auth / 'passwords'}",
+                      f"acl_file {auth / 'acl'}"]  # fmt: skip
         (self.home / "mosquitto.conf").write_text(
             "\n".join(
                 [
                     f"listener {port} {host}",
-                    "allow_anonymous true",
+                    *access,
                     "persistence true",
                     f"persistence_location {data}/",
                     "autosave_interval 30",

@@ -264,6 +264,11 @@ class Settings(BaseSettings):
     dispatch_key: SecretStr | None = Field(
         None, description="This dispatcher's key: `fleet dispatch` signs its commands with it"
     )
+    mqtt_auth_dir: Path | None = Field(
+        None,
+        description="Mosquitto password and ACL files kept in step by `fleet devices` "
+        "(the gateway's MQTT user comes from FLEET_MQTT_URL); unset = no device passwords",
+    )
 
     @classmethod
     def settings_customise_sources(
