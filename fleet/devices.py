@@ -140,6 +140,27 @@ class DeviceAuthenticator:
         return _checked(device_id, token, cached[0])
 
 
+def parse_authorization(header: str | None) -> tuple[str, str]:
+    """(device id, token) from an HTTP ``Authorization`` header: ``Basic`` with the device id
+    as user and the token as password, or ``Bearer <device id>:<token>``. DeviceRefused
+    names what is missing or malformed."""
+    if not header:
+        raise DeviceRefused("no Authorization header (Basic device:token or Bearer device:token)")
+    scheme, _, value = header.strip().partition(" ")
+    value = value.strip()
+    if scheme.lower() == "basic":
+        try:
+            value = base64.b64decode(value, validate=True).decode()
+        except (ValueError, UnicodeDecodeError):
+            raise DeviceRefused("Authorization Basic: not base64 of device:token") from None
+    elif scheme.lower() != "bearer":
+        raise DeviceRefused(f"Authorization scheme {scheme[:20]!r}: use Basic or Bearer")
+    device_id, sep, token = value.partition(":")
+    if not sep or not DEVICE_ID.match(device_id) or not token:
+        raise DeviceRefused("Authorization: expected <device id>:<token>")
+    return device_id, token
+
+
 def mosquitto_acl(credentials: list[DeviceCredential], gateway_user: str) -> str:
     """Mosquitto ACL: the gateway reads and writes everything; a device writes only its
     driver's pings and events (and its OwnTracks topic) and reads only its driver's route."""
