@@ -16,6 +16,7 @@ import redis
 from confluent_kafka import Consumer, Producer
 
 from fleet import services
+from fleet.clients import confluent_config, redis_client
 from fleet.clock import now_ms
 from fleet.records import Alert, DeliveryEvent, Ping, encode
 from fleet.settings import Settings
@@ -53,8 +54,8 @@ def isolated_worker(base: Settings) -> Iterator[tuple[Settings, WorkerProcess]]:
 
 def _produce(settings: Settings, topic: str, messages: list[tuple[str, bytes]]) -> None:
     producer = Producer(
-        {"bootstrap.servers": settings.kafka_bootstrap, "partitioner": "murmur2_random",
-         "linger.ms": 20, "log_level": 3}
+        confluent_config(settings, {"partitioner": "murmur2_random", "linger.ms": 20,
+                                    "log_level": 3})
     )  # fmt: skip
     for key, value in messages:
         while True:
@@ -104,8 +105,9 @@ def _reached(field: str, value: str, expected: str) -> bool:
 
 def _read_alerts(settings: Settings) -> list[Alert]:
     consumer = Consumer(
-        {"bootstrap.servers": settings.kafka_bootstrap, "group.id": f"score-{uuid.uuid4().hex}",
-         "auto.offset.reset": "earliest", "enable.auto.commit": False, "log_level": 3}
+        confluent_config(settings, {"group.id": f"score-{uuid.uuid4().hex}",
+                                    "auto.offset.reset": "earliest", "enable.auto.commit": False,
+                                    "log_level": 3})
     )  # fmt: skip
     consumer.subscribe([topic_name(settings, ALERTS)])
     alerts, quiet = [], time.monotonic()
@@ -157,7 +159,7 @@ def run_through_pipeline(
     own topic and end routes early, so routes are scored for off_route only. Then
     ``silent`` drivers go quiet in real time for the stale timer of the worker.
     """
-    r = redis.Redis.from_url(base.redis_url)
+    r = redis_client(base)
     with isolated_worker(base) as (settings, worker):
         plans = [(s.scenario.plan.route_id, encode(s.scenario.plan)) for s in sims]
         _produce(settings, topic_name(settings, ROUTES), plans)
