@@ -25,7 +25,7 @@ from pydantic import SecretStr
 from dashboards.dispatch_cli import build_command, send
 from fleet.clients import confluent_config, redis_client
 from fleet.clock import now_ms
-from fleet.records import DeadLetter, Ping, encode
+from fleet.records import DeadLetter, Ping, RoutePlan, RouteUpdate, Stop, encode
 from fleet.secure_profile import (
     DEFAULT_DISPATCHER,
     SecureProfile,
@@ -242,8 +242,10 @@ def test_a_rotated_redis_password_replaces_the_old_one(secure: Secure) -> None:
 def test_the_pipeline_runs_in_the_secure_profile(
     secure: Secure, worker: Callable[..., WorkerProcess], tmp_path: Path
 ) -> None:
-    """A worker with only the pipeline's credentials (SASL_SSL, TLS Redis as `worker`) takes
-    pings the gateway published and writes the live read model; a dashboard reads it."""
+    """A worker with only the pipeline's credentials (SASL_SSL, TLS Redis as `worker`): pings
+    the gateway published reach the live read model a dashboard reads; a planner's plan is
+    tracked; a signed dispatch command becomes a route update the gateway may read, while a
+    forged and an unsigned one are dead-lettered as unauthorized."""
     run = uuid.uuid4().hex[:8]
     env = {
         **os.environ,
@@ -273,44 +275,70 @@ def test_the_pipeline_runs_in_the_secure_profile(
     )
     assert done, pipeline.tail()
 
-    # Dispatch identity: only a command signed by its issued_by gets past the check.
+    # A planner's plan reaches the pipeline's tracking.
+    route = f"rt-{run}"
+    plan = RoutePlan(
+        route_id=route, driver_id=drivers[0], version=1,
+        stops=[Stop("st-1", 52.51, 13.41), Stop("st-2", 52.52, 13.42)],
+        shift_start_ms=t0, shift_end_ms=t0 + 8 * 3_600_000,
+    )  # fmt: skip
+    planner = Producer(confluent_config(secure.role("planner"), {"log_level": 0}))
+    planner.produce(ROUTES, encode(plan), route.encode())
+    assert planner.flush(60) == 0
+    tracked = wait_until(
+        lambda: dashboard.hget(f"fleet:driver:{drivers[0]}", "route_id") == route, 90
+    )
+    assert tracked, pipeline.tail()
+
+    # Dispatch identity: only a command signed by its issued_by is applied.
     key = secure.profile.dispatch_key_file(DEFAULT_DISPATCHER).read_text().strip()
     signer = secure.role("dispatch").model_copy(update={"dispatch_key": SecretStr(key)})
-    unsigned = secure.role("dispatch")
-    sent = {
-        "signed": (signer, build_command(f"rt-{run}", "cancel_route", DEFAULT_DISPATCHER)),
-        "forged": (signer, build_command(f"rt-{run}", "cancel_route", "dispatcher:boss")),
-        "unsigned": (unsigned, build_command(f"rt-{run}", "cancel_route", DEFAULT_DISPATCHER)),
-    }
-    for settings, command in sent.values():
+    signed = build_command(route, "remove_stop", DEFAULT_DISPATCHER, stop_id="st-2")
+    forged = build_command(route, "remove_stop", "dispatcher:boss", stop_id="st-1")
+    unsigned = build_command(route, "remove_stop", DEFAULT_DISPATCHER, stop_id="st-1")
+    for settings, command in (
+        (signer, signed),
+        (signer, forged),
+        (secure.role("dispatch"), unsigned),
+    ):
         send(settings, command)
-    reasons = _dead_letter_reasons(
-        secure.role("reader"), {name: c.command_id for name, (_, c) in sent.items()}
-    )
-    # The signed command passed the check and failed on its (unknown) route instead.
-    assert reasons["forged"] == reasons["unsigned"] == "unauthorized", reasons
-    assert reasons["signed"] not in (None, "unauthorized"), reasons
+    ids = {"forged": forged.command_id, "unsigned": unsigned.command_id}
+    reasons: dict[str, str] = {}
+
+    def dead_lettered(value: bytes) -> bool:
+        letter = msgspec.json.decode(value, type=DeadLetter)
+        reasons.update({n: letter.reason for n, i in ids.items() if i in (letter.raw or "")})
+        return len(reasons) == len(ids)
+
+    _scan(secure.role("reader"), DLQ, "fleet-reader", dead_lettered)
+    assert reasons == {"forged": "unauthorized", "unsigned": "unauthorized"}, reasons
+    # The signed one became a new plan version, which the gateway principal may read.
+    updates: list[RouteUpdate] = []
+
+    def applied(value: bytes) -> bool:
+        update = msgspec.json.decode(value, type=RouteUpdate)
+        if update.caused_by == f"command:{signed.command_id}":
+            updates.append(update)
+        return bool(updates)
+
+    _scan(secure.role("gateway"), ROUTE_UPDATES, "fleet-gateway", applied)
+    assert [s.stop_id for s in updates[0].plan.stops] == ["st-1"], updates
 
 
-def _dead_letter_reasons(settings: Settings, ids: dict[str, str]) -> dict[str, str | None]:
-    """The dead-letter reason of each named command id (None: none within 60 s), read from
-    the dead-letter topic as a reader-role consumer."""
+def _scan(
+    settings: Settings, topic: str, group: str, done: Callable[[bytes], bool], timeout: float = 60
+) -> None:
+    """Read ``topic`` from the beginning as the settings' principal until ``done`` says so."""
     consumer = Consumer(
-        confluent_config(settings, {"group.id": f"fleet-reader-{uuid.uuid4().hex[:8]}",
+        confluent_config(settings, {"group.id": f"{group}-{uuid.uuid4().hex[:8]}",
                                     "auto.offset.reset": "earliest", "log_level": 0})
     )  # fmt: skip
-    consumer.subscribe([DLQ])
-    reasons: dict[str, str | None] = dict.fromkeys(ids)
-    deadline = time.monotonic() + 60
+    consumer.subscribe([topic])
+    deadline = time.monotonic() + timeout
     try:
-        while None in reasons.values() and time.monotonic() < deadline:
+        while time.monotonic() < deadline:
             msg = consumer.poll(0.5)
-            if msg is None or msg.error() is not None:
-                continue
-            letter = msgspec.json.decode(msg.value() or b"", type=DeadLetter)
-            for name, command_id in ids.items():
-                if command_id in (letter.raw or ""):
-                    reasons[name] = letter.reason
+            if msg is not None and msg.error() is None and done(msg.value() or b""):
+                return
     finally:
         consumer.close()
-    return reasons
