@@ -73,6 +73,16 @@ SECTIONS: dict[str, list[Graph]] = {
               "Writes to Redis retried after a transient failure.",
               ((_rate("fleet_effect_retries_total", "effect"), "{{effect}}"),)),
     ],
+    "Decisions": [
+        Graph("Decisions / s by cause and outcome", "ops",
+              "Re-plans, assignments and edits judged: applied, proposed, below the margin "
+              "(no churn), unchanged, ...",
+              ((_rate("fleet_decisions_total", "cause, outcome"), "{{cause}}: {{outcome}}"),)),
+        Graph("Decision time p50 / p95 by cause", "s",
+              "Wall time of one decision (solve and judge).",
+              ((_quantile(0.5, "fleet_decision_solve_seconds", "cause"), "p50 {{cause}}"),
+               (_quantile(0.95, "fleet_decision_solve_seconds", "cause"), "p95 {{cause}}"))),
+    ],
     "Gateway (phones and trackers)": [
         Graph("Gateway requests / s by route and status", "ops", "HTTP requests answered.",
               ((_rate("fleet_gateway_requests_total", "route, status"), "{{route}} {{status}}"),)),
