@@ -323,6 +323,8 @@ def test_the_pipeline_runs_in_the_secure_profile(
 
     _scan(secure.role("gateway"), ROUTE_UPDATES, "fleet-gateway", applied)
     assert [s.stop_id for s in updates[0].plan.stops] == ["st-1"], updates
+    # Every agent (ingest, tracking, decisions, ETAs, history) made do with the pipeline's ACLs.
+    assert "authorization" not in pipeline.tail(10_000_000).lower(), pipeline.tail()
 
 
 def _scan(
