@@ -34,7 +34,7 @@ from fleet.secure_profile import (
     sync_redis_users,
     sync_scram_users,
 )
-from fleet.security import ADMIN, DISPATCH_GROUP
+from fleet.security import ADMIN, DISPATCH_GROUP, KAFKA_ROLES, REDIS_USERS
 from fleet.settings import Settings
 from fleet.topics import ALERTS, COMMANDS, DLQ, ETAS, EVENTS, ORDERS, PINGS, ROUTE_UPDATES, ROUTES
 from load_tests.harness import WorkerProcess, free_port
@@ -198,14 +198,18 @@ def test_secrets_are_files_only_their_owner_reads(secure: Secure) -> None:
         profile.server_pem,
         profile.root / "kafka" / "server.properties",
         profile.root / "redis" / "redis.conf",
+        profile.redis_acl_file,
+        profile.dispatch_keys_file,
     ]
     assert {p.name: oct(Path(p).stat().st_mode & 0o077) for p in private} == {
         p.name: "0o0" for p in private
     }
-    assert (
-        profile.password("redis", "worker")
-        not in (profile.root / "redis" / "redis.conf").read_text()
-    )
+    passwords = [profile.password(system, user) for system, users in
+                 (("kafka", KAFKA_ROLES), ("redis", REDIS_USERS)) for user in users]  # fmt: skip
+    # Redis keeps hashes only; no service log shows a password.
+    logs = [profile.redis_acl_file, *profile.root.glob("*/*.log")]
+    assert len(logs) >= 4  # the ACL file, kafka.log, server.log, redis.log
+    assert not [(p.name, pw) for p in logs for pw in passwords if pw in p.read_text()]
 
 
 def _auth_errors(settings: Settings) -> set[int]:
@@ -323,8 +327,13 @@ def test_the_pipeline_runs_in_the_secure_profile(
 
     _scan(secure.role("gateway"), ROUTE_UPDATES, "fleet-gateway", applied)
     assert [s.stop_id for s in updates[0].plan.stops] == ["st-1"], updates
-    # Every agent (ingest, tracking, decisions, ETAs, history) made do with the pipeline's ACLs.
-    assert "authorization" not in pipeline.tail(10_000_000).lower(), pipeline.tail()
+    # Every agent (ingest, tracking, decisions, ETAs, history) made do with the pipeline's ACLs,
+    # and its log shows none of its secrets.
+    log = pipeline.tail(10_000_000)
+    assert "authorization" not in log.lower(), pipeline.tail()
+    profile = secure.profile
+    secrets = [profile.password("kafka", "pipeline"), profile.password("redis", "worker")]
+    assert not [s for s in secrets if s in log]
 
 
 def _scan(
