@@ -15,6 +15,7 @@ from typing import Any
 
 from confluent_kafka import KafkaError, Producer
 
+from fleet.clients import confluent_config
 from fleet.errors import ServiceUnavailable
 from fleet.settings import Settings
 
@@ -26,8 +27,7 @@ Delivered = Callable[[str | None], None]  # called with None on success, else th
 def producer_config(settings: Settings) -> dict[str, Any]:
     """librdkafka settings: no duplicates from retries, every write on every in-sync replica."""
     timeout_ms = int(settings.gateway_kafka_timeout_s * 1000)
-    return {
-        "bootstrap.servers": settings.kafka_bootstrap,
+    return confluent_config(settings, {
         "enable.idempotence": True,
         "acks": "all",
         "linger.ms": 2,
@@ -35,7 +35,7 @@ def producer_config(settings: Settings) -> dict[str, Any]:
         "request.timeout.ms": min(30_000, timeout_ms),
         "partitioner": "murmur2_random",  # same partition for a key as Java/Faust producers
         "log_level": 3,
-    }
+    })  # fmt: skip
 
 
 class KafkaWriter:

@@ -62,6 +62,8 @@ class MqttBridge:
 
     def start(self) -> None:
         url = urlparse(self.settings.mqtt_url)
+        if url.username:  # the gateway's own user when Mosquitto has per-device ACLs
+            self.client.username_pw_set(url.username, url.password)
         self.client.connect_async(url.hostname or "127.0.0.1", url.port or 1883, keepalive=30)
         self.client.loop_start()
 

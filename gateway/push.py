@@ -20,6 +20,7 @@ from dataclasses import dataclass
 import msgspec
 from confluent_kafka import OFFSET_BEGINNING, Consumer, TopicPartition
 
+from fleet.clients import confluent_config
 from fleet.records import EtaUpdate, RouteUpdate
 from fleet.settings import Settings
 from fleet.topics import ETAS, ROUTE_UPDATES, topic_name
@@ -128,11 +129,10 @@ class FeedConsumer:
             topic_name(settings, ROUTE_UPDATES): "route",
             topic_name(settings, ETAS): "eta",
         }
-        self._consumer = Consumer(
-            {"bootstrap.servers": settings.kafka_bootstrap,
-             "group.id": f"fleet-gateway-push-{uuid.uuid4().hex[:8]}",  # offsets never committed
-             "enable.auto.commit": False, "fetch.wait.max.ms": 10, "log_level": 3}
-        )  # fmt: skip
+        self._consumer = Consumer(confluent_config(settings, {
+            "group.id": f"fleet-gateway-push-{uuid.uuid4().hex[:8]}",  # offsets never committed
+            "enable.auto.commit": False, "fetch.wait.max.ms": 10, "log_level": 3,
+        }))  # fmt: skip
         self._offer, self._on_change, self._on_caught_up = offer, on_change, on_caught_up
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, name="gateway-feed", daemon=True)

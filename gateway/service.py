@@ -9,6 +9,7 @@ from urllib.parse import urlparse
 
 from aiohttp import web
 
+from fleet.clients import redis_async_client
 from fleet.settings import Settings
 from gateway.http import build_app
 from gateway.ingest import Ingress
@@ -29,13 +30,11 @@ def listen_address(settings: Settings) -> tuple[str, int]:
 
 async def serve(settings: Settings) -> None:
     """Run the gateway until SIGTERM or SIGINT."""
-    import redis.asyncio
-
     loop = asyncio.get_running_loop()
     writer = KafkaWriter(settings)
     registry = DeviceRegistry(
         read_devices_file(settings.gateway_devices_file),
-        redis.asyncio.Redis.from_url(settings.redis_url),
+        redis_async_client(settings),
         settings.gateway_registered_only,
     )
     limiter = RateLimiter(settings.gateway_rate_per_s, settings.gateway_rate_burst)

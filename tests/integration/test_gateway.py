@@ -16,7 +16,7 @@ import redis
 from fleet.clock import now_ms
 from fleet.decode import decode_ping
 from fleet.errors import InvalidPing
-from fleet.topics import DLQ, EVENTS, PINGS, ROUTE_UPDATES
+from fleet.topics import DLQ, ETAS, EVENTS, PINGS, ROUTE_UPDATES
 from tests.conftest import FleetEnv, consume_all, produce, wait_until
 from tests.integration.gateway_clients import MqttListener, SseReader, gateway_fixture, http
 
@@ -232,9 +232,9 @@ def route_update(driver: str, route: str, version: int) -> bytes:
 
 
 def test_route_edit_reaches_mqtt_and_sse_and_reconnects_get_the_latest_plan(fleet_env, gateway):
-    """A RouteUpdate on Kafka reaches the driver's MQTT subscriber (retained) and SSE stream;
-    only that driver's; a reconnecting SSE client (Last-Event-ID) and a new MQTT subscriber
-    get the latest plan first, also after a gateway restart."""
+    """A RouteUpdate on Kafka reaches the driver's MQTT subscriber (retained) and SSE stream,
+    only that driver's, and so do its ETAs; a reconnecting SSE client (Last-Event-ID) and a
+    new MQTT subscriber get the latest plan first, also after a gateway restart."""
     bootstrap, topic = fleet_env["FLEET_KAFKA_BOOTSTRAP"], fleet_env.topic(ROUTE_UPDATES)
     run = uuid.uuid4().hex[:6]
     me, other = f"drv-{run}", f"oth-{run}"
@@ -254,6 +254,13 @@ def test_route_edit_reaches_mqtt_and_sse_and_reconnects_get_the_latest_plan(flee
     assert (event_id, event, update["driver_id"], update["version"]) == ("2", "route-update", me, 2)
     pushed = {app.next()[0]: None for _ in range(2)}
     assert set(pushed) == {route_topic, f"{fleet_env.prefix}fleet/{other}/route"}
+    t = now_ms()
+    eta = {"route_id": "rt-a", "driver_id": me, "model_version": "eta-1", "computed_ms": t,
+           "stops": [{"stop_id": "st-2", "p10_ms": t + 60_000, "p50_ms": t + 90_000,
+                      "p90_ms": t + 150_000}]}  # fmt: skip
+    produce(bootstrap, fleet_env.topic(ETAS), [(b"rt-a", json.dumps(eta).encode())])
+    event_id, event, pushed_eta = sse.next()
+    assert (event_id, event, pushed_eta["stops"]) == (None, "eta", eta["stops"])
     sse.close()
     app.close()
 
