@@ -1,4 +1,4 @@
-"""`fleet eta ...`: train, evaluate, promote and list ETA models (each with --json)."""
+"""`fleet eta ...`: train, evaluate, promote, list models; accuracy of published ETAs (--json)."""
 
 from __future__ import annotations
 
@@ -160,8 +160,25 @@ def _cmd_list(args: argparse.Namespace, settings: Settings) -> int:
     return 0
 
 
+def _cmd_accuracy(args: argparse.Namespace, settings: Settings) -> int:
+    from fleet.history.access import open_reader
+    from fleet.history.cli import parse_time_ms
+    from models.accuracy import accuracy
+
+    since = parse_time_ms(args.since)
+    until = parse_time_ms(args.until) if args.until else END_OF_TIME_MS
+    by = tuple(args.by.split(","))
+    store = open_reader(settings)
+    try:
+        rows = accuracy(store, since, until, by, settings.zone_resolution)
+    finally:
+        store.close()
+    _print(args, rows, "\n".join(json.dumps(r) for r in rows) or "(no predictions with arrivals)")
+    return 0
+
+
 def register(subparsers: Any) -> None:
-    """Add `fleet eta {train,evaluate,promote,list}` to the `fleet` command's subparsers."""
+    """Add `fleet eta {train,evaluate,promote,list,accuracy}` to the `fleet` subparsers."""
     eta = subparsers.add_parser("eta", help="ETA models: train, evaluate, promote, list")
     esub = eta.add_subparsers(dest="eta_command", required=True)
 
@@ -184,5 +201,15 @@ def register(subparsers: Any) -> None:
     listing = esub.add_parser("list", help="registered versions, the promoted one marked *")
     listing.set_defaults(handler=_cmd_list)
 
-    for parser in (train, evaluate, promote, listing):
+    acc = esub.add_parser("accuracy", help="published ETAs vs actual arrivals, from history")
+    acc.add_argument("--since", default="0", help="prediction time, epoch ms or ISO-8601")
+    acc.add_argument("--until", default=None)
+    acc.add_argument(
+        "--by",
+        default="model_version,horizon_min",
+        help="comma-separated: model_version, hour, zone, horizon_min",
+    )
+    acc.set_defaults(handler=_cmd_accuracy)
+
+    for parser in (train, evaluate, promote, listing, acc):
         parser.add_argument("--json", action="store_true", help="machine-readable output")

@@ -63,6 +63,32 @@ FROM stop_outcomes
 """
 
 
+# Each route's latest planned stops with their zone, and each stop's first arrival (or
+# outcome): what ETA accuracy joins predictions to (also models/accuracy.py).
+ETA_STOPS_AND_ARRIVALS = """
+WITH plans AS (
+    SELECT route_id, argMax(stops, version) AS stops_json
+    FROM fleet.route_plans GROUP BY route_id
+),
+stops AS (
+    SELECT route_id, tupleElement(s, 'stop_id') AS stop_id,
+           h3ToString(geoToH3(tupleElement(s, 'lat'), tupleElement(s, 'lon'),
+                              {zone_res:UInt8})) AS zone
+    FROM plans
+    ARRAY JOIN JSONExtract(stops_json, 'Array(Tuple(stop_id String, lat Float64, lon Float64))')
+        AS s
+),
+arrivals AS (
+    SELECT assumeNotNull(route_id) AS route_id, assumeNotNull(stop_id) AS stop_id,
+           min(ts_ms) AS arrived_ms
+    FROM fleet.events
+    WHERE type IN ('arrived', 'delivered', 'failed')
+      AND route_id IS NOT NULL AND stop_id IS NOT NULL
+    GROUP BY route_id, stop_id
+)
+"""
+
+
 @dataclass(frozen=True, slots=True)
 class Report:
     """A named reporting query and what its rows mean."""
@@ -133,28 +159,8 @@ GROUP BY source_topic, reason ORDER BY dead_letters DESC, source_topic, reason""
             "eta_error_by_hour_and_zone",
             "p50 error (mean absolute, bias) and p10-p90 coverage of the ETAs computed before "
             "each stop's arrival, per hour of arrival and H3 zone of the stop",
-            """
-WITH plans AS (
-    SELECT route_id, argMax(stops, version) AS stops_json
-    FROM fleet.route_plans GROUP BY route_id
-),
-stops AS (
-    SELECT route_id, tupleElement(s, 'stop_id') AS stop_id,
-           h3ToString(geoToH3(tupleElement(s, 'lat'), tupleElement(s, 'lon'),
-                              {zone_res:UInt8})) AS zone
-    FROM plans
-    ARRAY JOIN JSONExtract(stops_json, 'Array(Tuple(stop_id String, lat Float64, lon Float64))')
-        AS s
-),
-arrivals AS (
-    SELECT assumeNotNull(route_id) AS route_id, assumeNotNull(stop_id) AS stop_id,
-           min(ts_ms) AS arrived_ms
-    FROM fleet.events
-    WHERE type IN ('arrived', 'delivered', 'failed')
-      AND route_id IS NOT NULL AND stop_id IS NOT NULL
-    GROUP BY route_id, stop_id
-)
-SELECT intDiv(a.arrived_ms, 3600000) * 3600000 AS hour_ms, st.zone AS zone,
+            ETA_STOPS_AND_ARRIVALS
+            + """SELECT intDiv(a.arrived_ms, 3600000) * 3600000 AS hour_ms, st.zone AS zone,
        count() AS predictions,
        round(avg(abs(e.p50_ms - a.arrived_ms)) / 1000, 1) AS mae_s,
        round(avg(e.p50_ms - a.arrived_ms) / 1000, 1) AS bias_s,

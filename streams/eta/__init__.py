@@ -1,0 +1,1 @@
+"""ETA agent: learned arrival times of remaining stops, published per route."""
