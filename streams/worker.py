@@ -10,9 +10,9 @@ from __future__ import annotations
 from streams import history  # noqa: F401  (history sink service)
 from streams.app import app
 from streams.decision import agents as decision_agents  # noqa: F401
+from streams.eta import agents as eta_agents  # noqa: F401
 from streams.ingest import agents as ingest_agents  # noqa: F401
 from streams.tracking import agents as tracking_agents  # noqa: F401
-from streams.eta import agents as eta_agents  # noqa: F401  (after tracking: its hooks first)
 
 __all__ = ["app", "main"]
 
