@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 
 import pytest
@@ -10,8 +11,8 @@ from pydantic import SecretStr, ValidationError
 from fleet.cli import _shown
 from fleet.clients import aiokafka_kwargs, confluent_config, faust_credentials, redis_kwargs
 from fleet.errors import ConfigError
-from fleet.security import KAFKA_ROLES, redis_acl_rules, role_grants
-from fleet.settings import Settings
+from fleet.security import KAFKA_ROLES, WORKER_COMMANDS, redis_acl_rules, role_grants
+from fleet.settings import PROJECT_ROOT, Settings
 from fleet.topics import COMMANDS, PINGS, ROUTES, topic_name
 
 
@@ -113,3 +114,15 @@ def test_redis_rules_keep_only_password_hashes() -> None:
     assert rules["default"].startswith("off")
     assert not any(pw in " ".join(rules.values()) for pw in ("a-pw", "w-pw", "d-pw"))
     assert "~fleet:*" in rules["worker"] and "~fleet:*" in rules["dashboard"]
+
+
+def test_the_worker_redis_user_may_run_every_command_of_the_worker_scripts() -> None:
+    """Each ``redis.call('X', ...)`` in the worker's Lua scripts is in the worker's ACL."""
+    called = {
+        name.lower()
+        for folder in ("streams", "fleet")
+        for path in (PROJECT_ROOT / folder).rglob("*.py")
+        for name in re.findall(r"redis\.call\(['\"](\w+)", path.read_text())
+    }
+    assert called, "no Lua redis.call found: the scan is broken"
+    assert called <= set(WORKER_COMMANDS), called - set(WORKER_COMMANDS)
