@@ -194,7 +194,8 @@ async def publish_etas(model: LiveModel, driver_ids: list[str]) -> int:
     if not queries:
         return 0
     predictions = await asyncio.to_thread(predict_queries, model, queries)
-    updates, next_eta, effects = [], {}, Effects()
+    updates, effects = [], Effects()
+    next_eta: dict[str, int | None] = {}
     keep = model.corrector.params.recent_predictions
     for query, (q, raw_p50) in zip(queries, predictions, strict=True):
         record_predictions(query, raw_p50, keep)
@@ -207,12 +208,14 @@ async def publish_etas(model: LiveModel, driver_ids: list[str]) -> int:
         effects.alerts.extend(window_risk_changes(query.state, query.plan, etas, at))
         if needs_publish(query.state, etas, model.version):
             updates.append(eta_update(query.state, etas, model.version, at))
-            if etas:
-                next_eta[query.state.driver_id] = etas[0].p50_ms
+            next_eta[query.state.driver_id] = etas[0].p50_ms if etas else None
     if next_eta:
         pipe = redis.client.pipeline(transaction=False)
         for driver_id, p50_ms in next_eta.items():
-            pipe.hset(driver_key(driver_id), "eta_next_ms", str(p50_ms))
+            if p50_ms is None:  # every stop reached: no next stop to expect
+                pipe.hdel(driver_key(driver_id), "eta_next_ms")
+            else:
+                pipe.hset(driver_key(driver_id), "eta_next_ms", str(p50_ms))
         await retry_transient("redis_eta", pipe.execute)
     for update in updates:
         await etas_topic.send(key=update.route_id.encode(), value=encode(update))
