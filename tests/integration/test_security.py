@@ -275,7 +275,7 @@ def test_the_pipeline_runs_in_the_secure_profile(
     assert gateway.flush(60) == 0
     dashboard = redis_client(secure.role("reader"), decode_responses=True)
     done = wait_until(
-        lambda: all(dashboard.hget(f"fleet:driver:{d}", "seq") == "3" for d in drivers), 90
+        lambda: all(dashboard.hget(f"fleet:driver:{d}", "seq") == "3" for d in drivers), 120
     )
     assert done, pipeline.tail()
 
@@ -290,7 +290,7 @@ def test_the_pipeline_runs_in_the_secure_profile(
     planner.produce(ROUTES, encode(plan), route.encode())
     assert planner.flush(60) == 0
     tracked = wait_until(
-        lambda: dashboard.hget(f"fleet:driver:{drivers[0]}", "route_id") == route, 90
+        lambda: dashboard.hget(f"fleet:driver:{drivers[0]}", "route_id") == route, 120
     )
     assert tracked, pipeline.tail()
 
