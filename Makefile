@@ -31,7 +31,7 @@ setup: $(VENV)/.installed ## All set-up: venv, packages, redis-server/prometheus
 	  DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -qq maven >/dev/null; }
 	$(BIN)/fleet infra fetch
 
-demo: setup ## Run the pipeline on a simulated fleet (DRIVERS=200 DURATION=180) with a live summary
+demo: setup ## A day of DRIVERS=200 through the pipeline (DURATION=180 s): live story, report in var/demo-report/
 	$(BIN)/python -m load_tests.demo --drivers $(DRIVERS) --duration $(DURATION)
 
 demo-secure: setup ## The demo in the secure profile: SASL_SSL with ACLs, TLS Redis (docs/security.md)

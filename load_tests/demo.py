@@ -1,177 +1,390 @@
-"""`make demo`: the pipeline on a simulated fleet, with a live terminal summary.
+"""`make demo`: a day of a delivery fleet through the real pipeline, told as it happens.
 
-Starts the local services (those not running yet), a `fleet worker`, and the simulator;
-shows drivers seen, pings/s, dead letters and a few drivers; stops everything it started
-at the end or on Ctrl-C.
+Starts the local services that are not running yet and a `fleet worker` on topics of its own
+(prefix ``demo<run>.``, consumer group ``fleet-demo-<run>``); dispatches routes from city
+hubs on fleet.routes and drives them in real time (``load_tests.day``): pings with GPS noise,
+arrivals, deliveries and failed attempts, detours, silent phones, slow drivers, new orders.
+The live summary shows the alerts, re-plans, order assignments and ETAs the pipeline
+publishes; at the end the demo writes its report (HTML, PNG fleet map, story.json) and stops
+exactly what it started, deleting its topics.
+
+python -m load_tests.demo --drivers 200 --duration 180 --report var/demo-report
 """
 
 from __future__ import annotations
 
 import argparse
 import os
-import random
+import shutil
+import subprocess
 import sys
-import threading
 import time
+import uuid
 from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
-import msgspec
 import redis
-from confluent_kafka import Producer
-from rich.console import Console
+from rich.console import Console, Group
 from rich.live import Live
+from rich.panel import Panel
 from rich.table import Table
 
 from fleet import secure_profile, services
 from fleet.clients import redis_client
 from fleet.clock import now_ms
-from fleet.settings import Settings, get_settings
-from fleet.topics import PINGS, topic_name
-from load_tests.harness import WorkerProcess, metric_totals
-from load_tests.simulator import make_fleet, producer_config
+from fleet.live import driver_key
+from fleet.security import READER_GROUP
+from fleet.settings import PROJECT_ROOT, Settings, get_settings
+from fleet.topics import EVENTS, ORDERS, PINGS, ROUTES
+from load_tests import day_report
+from load_tests.day import Day, DayParams, DaySimulation, demo_worker_env, make_day
+from load_tests.day_story import Story, StoryReader
+from load_tests.harness import WorkerProcess, free_port, metric_totals, metric_value, scrape
+from models.registry import ModelRegistry, registry_root
 
-BROKEN = [
-    b'{"driver_id":"drv-x","ts_ms":1,"lat":123.4,"lon":13.4}',
-    b'{"driver_id":"drv-x","lat":52.1,"lon":13.4}',
-    b'{"driver_id":"drv-x","ts_ms":1,"lat":true,"lon":13.4}',
-    b"not json",
-]
-
-
-class Simulation(threading.Thread):
-    """The fleet simulator in a thread, with a small share of broken messages."""
-
-    def __init__(self, settings: Settings, drivers: int, duration_s: float, invalid_rate: float):
-        super().__init__(daemon=True)
-        self.settings = settings
-        self.drivers = drivers
-        self.duration_s = duration_s
-        self.invalid_rate = invalid_rate
-        self.stop_event = threading.Event()
-        self.sent = 0
-
-    def run(self) -> None:
-        producer = Producer(producer_config(self.settings.kafka_bootstrap, self.settings))
-        topic = topic_name(self.settings, PINGS)
-        encoder = msgspec.json.Encoder()
-        rng = random.Random(11)
-        fleet = make_fleet(self.drivers)
-        start = time.monotonic()
-        tick = 0
-        while not self.stop_event.is_set() and time.monotonic() - start < self.duration_s:
-            ts = now_ms()
-            for d in fleet:
-                d.advance(1.0)
-                value = encoder.encode(d.ping(ts, rng))
-                if rng.random() < self.invalid_rate:
-                    value = rng.choice(BROKEN)
-                producer.produce(topic, key=d.driver_id.encode(), value=value)
-                self.sent += 1
-            producer.poll(0)
-            tick += 1
-            self.stop_event.wait(max(0.0, start + tick - time.monotonic()))
-        producer.flush(10)
+DRAIN_S = 3.0  # after the day: time for the pipeline's last answers to arrive
+DRAIN_MAX_S = 30.0  # ... and at most this long for the orders still waiting for an answer
+DEFAULT_REPORT = PROJECT_ROOT / "var" / "demo-report"
+ETA_DAYS = 4  # simulated days the demo's ETA model learns from (the last one held out)
 
 
-def summary_table(r: redis.Redis, metrics: dict[str, float], rate: float, sim: Simulation,
-                  elapsed: float, rate_label: str = "pings/s (last second)") -> Table:  # fmt: skip
-    table = Table(title=f"fleet demo — {elapsed:.0f} s", show_lines=False)
-    table.add_column("metric")
+@dataclass
+class DemoSetup:
+    """Who is who in one demo run: the worker's environment, the client identities."""
+
+    env: dict[str, str]  # the worker's environment
+    settings: Settings  # topic names, app id, state dir and metrics port of the run
+    roles: dict[str, Settings]  # the producer identity of each input topic (secure profile)
+    reader: Settings  # the identity reading the outputs and the live read model
+    group_prefix: str  # consumer group of the story reader
+    own_topics: bool  # created for this run and deleted at its end
+
+
+def demo_setup(
+    base: Settings, run: str, duration_s: float, profile: secure_profile.SecureProfile | None
+) -> DemoSetup:
+    """Topics and a consumer group of the run's own (plain), or the secure profile's topics
+    with one role per part: worker as pipeline, drivers as gateway, plans as planner,
+    orders as dispatch, the story and the map as reader (ACLs name the profile's topics)."""
+    var = Path(base.var_dir) / "demo"
+    metrics_port = base.metrics_port
+    if not metrics_port or services.port_open("127.0.0.1", metrics_port):
+        metrics_port = free_port()  # another worker has the usual port
+    overrides = {
+        "FLEET_VAR_DIR": str(var),
+        "F_DATADIR": str(var / "faust" / run),  # Faust's data dir, not the checkout root
+        "FLEET_METRICS_PORT": str(metrics_port),
+        "FLEET_WORKER_WEB_PORT": str(free_port()),
+        "FLEET_HISTORY_QUERY_PORT": "0",
+        **demo_worker_env(duration_s),
+    }
+    own = {"var_dir": var, "metrics_port": metrics_port}
+    if profile is None:
+        names = {"topic_prefix": f"{base.topic_prefix}demo{run}.", "app_id": f"fleet-demo-{run}"}
+        overrides |= {"FLEET_TOPIC_PREFIX": names["topic_prefix"], "FLEET_APP_ID": names["app_id"]}
+        settings = base.model_copy(update={**own, **names})
+        return DemoSetup({**os.environ, **overrides}, settings, {}, settings, "demo-story-", True)
+    gateway = profile.settings(base, "gateway")
+    roles = {PINGS: gateway, EVENTS: gateway, ROUTES: profile.settings(base, "planner"),
+             ORDERS: profile.settings(base, "dispatch")}  # fmt: skip
+    env = {**os.environ, **profile.env("pipeline"), **overrides}
+    settings = base.model_copy(update=own)
+    reader = profile.settings(base, "reader")
+    return DemoSetup(env, settings, roles, reader, f"{READER_GROUP}-demo-", False)
+
+
+def drain(story: Story, orders: list[str]) -> None:
+    """Wait for the last answers: every order assigned or alerted, or the topics quiet."""
+    began = time.monotonic()
+    time.sleep(DRAIN_S)
+    last, quiet_since = story.said, time.monotonic()
+    while time.monotonic() - began < DRAIN_MAX_S and time.monotonic() - quiet_since < 8.0:
+        if not set(orders) - story.answered_orders():
+            return
+        time.sleep(0.5)
+        if story.said != last:
+            last, quiet_since = story.said, time.monotonic()
+
+
+def ensure_eta_model(env: dict[str, str], settings: Settings, log: Callable[[str], None]) -> str:
+    """The promoted ETA model of the demo's registry; trained first when there is none.
+
+    The ETA loop of `make eta` on a few days of simulated history, in the demo's own
+    embedded store (never a configured ClickHouse server): about half a minute, once.
+    """
+    registry = ModelRegistry(registry_root(settings))
+    promoted = registry.promoted()
+    if promoted is not None:
+        return promoted
+    log(f"no ETA model promoted in {registry_root(settings)}: training one on {ETA_DAYS} "
+        "simulated days of the demo's world (once, about a minute)")  # fmt: skip
+    own = {k: v for k, v in env.items() if k != "FLEET_CLICKHOUSE_URL"}
+    day0 = datetime(2026, 10, 5, tzinfo=UTC)
+    start, train_until, until = (
+        (day0 + timedelta(days=n)).date().isoformat() for n in (0, ETA_DAYS - 1, ETA_DAYS)
+    )
+
+    def step(*args: str) -> str:
+        done = subprocess.run([sys.executable, "-m", *args], env=own, cwd=PROJECT_ROOT,
+                              text=True, capture_output=True, check=False)  # fmt: skip
+        if done.returncode != 0:
+            raise RuntimeError(f"{' '.join(args)} failed:\n{done.stdout}{done.stderr}")
+        return done.stdout.strip()
+
+    step("load_tests.day_history", "--days", str(ETA_DAYS), "--start", start)
+    version = step("fleet.cli", "eta", "train", "--since", start, "--until", train_until)
+    version = version.splitlines()[-1].strip()
+    step("fleet.cli", "eta", "evaluate", version, "--since", train_until, "--until", until)
+    step("fleet.cli", "eta", "promote", version)
+    log(f"ETA model {version} trained and promoted")
+    return version
+
+
+def live_view(
+    day: Day, sim: DaySimulation, story: Story, metrics: dict[str, float], elapsed: float
+) -> Group:
+    """The summary table and the latest alerts and decisions."""
+    with sim.lock:
+        drivers = list(sim.drivers.values())
+        stops = sum(len(d.plan.stops) for d in drivers)
+        delivered = sum(v == "delivered" for d in drivers for v in d.done.values())
+        failed = sum(v == "failed" for d in drivers for v in d.done.values())
+    table = Table(
+        title=f"fleet demo: {elapsed:.0f} s of {day.params.duration_s:.0f} s", show_header=False
+    )
+    table.add_column("what")
     table.add_column("value", justify="right")
-    table.add_row("drivers seen (fleet:pos)", str(r.zcard("fleet:pos")))
-    table.add_row("pings sent", str(sim.sent))
-    table.add_row("pings accepted", f"{metrics.get('fleet_pings_accepted_total', 0):.0f}")
-    table.add_row(rate_label, f"{rate:.0f}")
-    table.add_row("dead letters", f"{metrics.get('fleet_pings_rejected_total', 0):.0f}")
-    table.add_row("duplicates", f"{metrics.get('fleet_pings_duplicate_total', 0):.0f}")
-    table.add_row("open alerts", str(r.hlen("fleet:alerts:open")))
-    drivers = Table(show_header=True)
-    for col in ("driver", "lat", "lon", "age s", "status", "h3"):
-        drivers.add_column(col)
-    now = now_ms()
-    for i in range(5):
-        row: dict[str, str] = r.hgetall(f"fleet:driver:drv-{i:05d}")  # type: ignore[assignment]
-        if row:
-            age = (now - int(row["ts_ms"])) / 1000
-            drivers.add_row(f"drv-{i:05d}", row["lat"], row["lon"], f"{age:.1f}",
-                            row.get("status", ""), row.get("h3", ""))  # fmt: skip
-    outer = Table.grid()
-    outer.add_row(table)
-    outer.add_row(drivers)
-    return outer
+    table.add_row("drivers / pings sent", f"{len(drivers)} / {sim.counts.pings}")
+    table.add_row(
+        "pings accepted / dead letters",
+        f"{metrics.get('fleet_pings_accepted_total', 0):.0f} / {sum(story.dead_letters.values())}",
+    )
+    table.add_row("stops delivered / failed / planned", f"{delivered} / {failed} / {stops}")
+    table.add_row("completion", f"{100 * delivered / max(stops, 1):.0f} %")
+    opened = story.opened_by_kind()
+    table.add_row("alerts opened (open now)", f"{sum(opened.values())} ({story.open_now()})")
+    for kind, n in sorted(opened.items()):
+        table.add_row(f"  {kind}", str(n))
+    causes = story.decisions_by_cause()
+    table.add_row("decisions published", str(sum(causes.values())))
+    for cause, n in sorted(causes.items()):
+        table.add_row(f"  {cause}", str(n))
+    assigned = sum(len(d.orders) for d in story.decisions if d.update.cause == "assign")
+    table.add_row(
+        "orders sent / assigned / unassigned",
+        f"{len(sim.counts.orders)} / {assigned} / {opened.get('unassigned_order', 0)}",
+    )
+    eta = story.eta_summary()
+    eta_text = (
+        f"{story.eta_updates} updates, {eta['n']:.0f} arrivals: MAE {eta['mae_s']:.1f} s, "
+        f"{100 * eta['coverage']:.0f} % in p10-p90"
+        if eta["n"]
+        else f"{story.eta_updates} updates"
+    )
+    table.add_row("ETAs", eta_text)
+    log = Table(show_header=False, box=None)
+    for ms, text in story.recent(16):
+        log.add_row(time.strftime("%H:%M:%S", time.gmtime(ms / 1000)), text)
+    return Group(table, Panel(log, title="alerts and decisions as they happen"))
 
 
-def run(drivers: int, duration_s: float, invalid_rate: float, secure: bool = False) -> int:
+def decision_outcomes(port: int) -> dict[str, float]:
+    """fleet_decisions_total by "cause/outcome" from the worker's metrics ({} if none)."""
+    try:
+        samples = scrape(port, timeout=2.0)
+    except OSError:
+        return {}
+    out: dict[str, float] = {}
+    for labels, _ in samples.get("fleet_decisions_total", []):
+        key = f"{labels.get('cause', '')}/{labels.get('outcome', '')}"
+        out[key] = metric_value(samples, "fleet_decisions_total", **labels)
+    return out
+
+
+def fleet_state(sim: DaySimulation, r: redis.Redis) -> day_report.FleetState:
+    """Latest plans and outcomes from the simulation, positions from the live read model."""
+    with sim.lock:
+        drivers = list(sim.drivers.values())
+        plans = {d.plan.route_id: d.plan for d in drivers}
+        outcomes = {d.plan.route_id: dict(d.done) for d in drivers}
+        fallback = {d.driver_id: d.pos for d in drivers}
+    pipe = r.pipeline()
+    for d in drivers:
+        pipe.hmget(driver_key(d.driver_id), "lat", "lon", "status")
+    positions = {}
+    for d, (lat, lon, status) in zip(drivers, pipe.execute(), strict=True):
+        if lat is not None and lon is not None:
+            positions[d.driver_id] = (float(lat), float(lon), status or "idle")
+        else:
+            positions[d.driver_id] = (*fallback[d.driver_id], "idle")
+    return day_report.FleetState(plans, outcomes, positions)
+
+
+def run(
+    drivers: int,
+    duration_s: float,
+    report: Path,
+    seed: int = 12,
+    eta: bool = True,
+    secure: bool = False,
+) -> int:
     base = get_settings()
     console = Console()
     log: Callable[[str], None] = console.print
     kind = secure_profile.secure_services(base) if secure else services.services(base)
     started = [s for s in kind if s.status().state == "stopped"]
-    worker_env, settings, reader = dict(os.environ), base, base
-    if secure:  # each part with its own role: worker, simulated phones, the summary's reads
-        profile = secure_profile.up(base, log)
-        worker_env |= profile.env("pipeline")
-        settings, reader = profile.settings(base, "gateway"), profile.settings(base, "reader")
-    else:
+    profile = secure_profile.up(base, log) if secure else None
+    if profile is None:
         services.up(base, log)
-    worker_log = Path(settings.var_dir) / "demo-worker.log"
-    worker = WorkerProcess(worker_env, worker_log).start()
-    sim = Simulation(settings, drivers, duration_s, invalid_rate)
-    r = redis_client(reader, decode_responses=True)
+    run_id = uuid.uuid4().hex[:6]
+    setup = demo_setup(base, run_id, duration_s, profile)
+    settings = setup.settings
+    if setup.own_topics:
+        services.ensure_topics(settings)
+    datadir = Path(setup.env["F_DATADIR"])
+    datadir.parent.mkdir(parents=True, exist_ok=True)
+    worker_log = Path(base.var_dir) / "demo-worker.log"
+    worker = WorkerProcess(setup.env, worker_log)
+    story = Story()
+    reader: StoryReader | None = None
+    sim: DaySimulation | None = None
     interrupted = False
+    code = 0
     try:
-        log(f"worker pid {worker.pid} (log: {worker_log}); simulating {drivers} drivers "
-            f"for {duration_s:.0f} s — Ctrl-C stops")  # fmt: skip
+        if eta:
+            ensure_eta_model(setup.env, settings, log)
+        log(f"starting a worker (log: {worker_log}, metrics on :{settings.metrics_port})")
+        worker.start()
+        params = DayParams(drivers=drivers, duration_s=duration_s, seed=seed,
+                           speed_mps=base.decision_speed_mps)  # fmt: skip
+        day = make_day(params, now_ms(), run_id[:4])
+        sim = DaySimulation(settings, day, story.arrival, setup.roles)
+        reader = StoryReader(setup.reader, story, sim.updates.put, setup.group_prefix,
+                             since_ms=day.start_ms - 1_000).start()  # fmt: skip
+        sim.publish_plans()
+        log(
+            f"worker pid {worker.pid}; {drivers} routes dispatched from {len(day.hubs)} hubs; "
+            f"the day lasts {duration_s:.0f} s, Ctrl-C ends it early"
+        )
         sim.start()
-        start = time.monotonic()
-        last = (start, 0.0)
-        interactive = console.is_terminal
-        with Live(console=console, refresh_per_second=2, auto_refresh=False) as live:
-            while sim.is_alive() or time.monotonic() - start < 5:
-                time.sleep(1.0)
-                if not worker.alive():
-                    log(f"[red]worker exited; see {worker_log}")
-                    return 1
-                metrics = metric_totals(settings.metrics_port)
-                now = time.monotonic()
-                accepted = metrics.get("fleet_pings_accepted_total", 0.0)
-                rate = (accepted - last[1]) / max(1e-6, now - last[0])
-                last = (now, accepted)
-                view = summary_table(r, metrics, rate, sim, now - start)
-                if interactive:
-                    live.update(view, refresh=True)
-                elif int(now - start) % 10 == 0 and sim.is_alive():
-                    console.print(view)
-                if not sim.is_alive() and now - start > duration_s + 5:
-                    break
-            metrics = metric_totals(settings.metrics_port)
-            elapsed = time.monotonic() - start
-            average = metrics.get("fleet_pings_accepted_total", 0.0) / max(elapsed, 1e-6)
-            console.print("[bold]final summary")
-            console.print(summary_table(r, metrics, average, sim, elapsed, "pings/s (average)"))
+        code = _watch(console, day, sim, story, worker, settings, duration_s)
     except KeyboardInterrupt:
         interrupted = True
-        log("interrupted: stopping")
+        log("interrupted: writing the report of the day so far")
     finally:
-        sim.stop_event.set()
-        sim.join(15)
+        if sim is not None:
+            sim.stop_event.set()
+            sim.join(15)
+            drain(story, [o.order_id for o in sim.counts.orders])
+        if reader is not None:
+            reader.stop()
+        if sim is not None:
+            metrics = decision_outcomes(settings.metrics_port)
+            r = redis_client(setup.reader, decode_responses=True)
+            state = fleet_state(sim, r)
+            path = day_report.write(report, sim.day, story, state, sim.counts.orders,
+                                    sim.counts.unservable, metrics, demo_worker_env(duration_s),
+                                    base.zone_resolution)  # fmt: skip
+            log(f"report: {path}")
         worker.stop()
+        shutil.rmtree(datadir, ignore_errors=True)
+        if setup.own_topics:
+            prefixes = (settings.topic_prefix, f"{settings.app_id}-")
+            services.delete_topics(settings.kafka_bootstrap, prefixes, settings)
         for service in reversed(started):
             service.down(log)
-    return 130 if interrupted else 0
+    return 130 if interrupted else code
+
+
+def _watch(
+    console: Console,
+    day: Day,
+    sim: DaySimulation,
+    story: Story,
+    worker: WorkerProcess,
+    settings: Settings,
+    duration_s: float,
+) -> int:
+    """Refresh the live view until the day and the drain are over; 1 if the worker died."""
+    start = time.monotonic()
+    interactive = console.is_terminal
+    printed = 0
+    with (
+        Live(console=console, refresh_per_second=2, auto_refresh=False, transient=False)
+        if interactive
+        else _NoLive() as live
+    ):
+        while True:
+            time.sleep(1.0)
+            elapsed = time.monotonic() - start
+            if sim.error is not None:
+                raise RuntimeError(f"the simulation failed: {sim.error!r}") from sim.error
+            if not worker.alive():
+                console.print(f"[red]worker exited; see {worker.log}")
+                return 1
+            metrics = metric_totals(settings.metrics_port)
+            view = live_view(day, sim, story, metrics, min(elapsed, duration_s))
+            if interactive:
+                live.update(view, refresh=True)
+            else:  # a log, not a screen: new story lines as they come, a table now and then
+                printed, lines = story.since(printed)
+                for ms, text in lines:
+                    console.print(f"{time.strftime('%H:%M:%S', time.gmtime(ms / 1000))} {text}")
+                if int(elapsed) % 30 == 0:
+                    console.print(view)
+            if elapsed >= duration_s:
+                break
+    if not interactive:
+        console.print(live_view(day, sim, story, metric_totals(settings.metrics_port), duration_s))
+    return 0
+
+
+class _NoLive:
+    """Stands in for rich's Live when the output is not a terminal."""
+
+    def __enter__(self) -> _NoLive:
+        return self
+
+    def __exit__(self, *_: object) -> None:
+        return None
+
+    def update(self, *_: object, **__: object) -> None:
+        return None
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__)
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("--drivers", type=int, default=200)
-    parser.add_argument("--duration", type=float, default=180.0, help="seconds")
-    parser.add_argument("--invalid-rate", type=float, default=0.002,
-                        help="share of deliberately broken messages")  # fmt: skip
-    parser.add_argument("--secure", action="store_true",
-                        help="SASL_SSL, ACLs, TLS Redis (docs/security.md)")  # fmt: skip
+    parser.add_argument("--duration", type=float, default=180.0, help="seconds of the day")
+    parser.add_argument(
+        "--report",
+        type=Path,
+        default=DEFAULT_REPORT,
+        help="directory of the report (default var/demo-report)",
+    )
+    parser.add_argument("--seed", type=int, default=12)
+    parser.add_argument(
+        "--no-eta-training",
+        action="store_true",
+        help="do not train an ETA model when none is promoted (no ETAs then)",
+    )
     args = parser.parse_args()
-    sys.exit(run(args.drivers, args.duration, args.invalid_rate, args.secure))
+    if args.drivers < 1 or args.duration < 20:
+        parser.error("--drivers must be >= 1 and --duration >= 20")
+    sys.exit(
+        run(
+            args.drivers,
+            args.duration,
+            args.report,
+            args.seed,
+            not args.no_eta_training,
+            args.secure,
+        )
+    )
 
 
 if __name__ == "__main__":
