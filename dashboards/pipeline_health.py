@@ -83,6 +83,18 @@ SECTIONS: dict[str, list[Graph]] = {
               ((_quantile(0.5, "fleet_decision_solve_seconds", "cause"), "p50 {{cause}}"),
                (_quantile(0.95, "fleet_decision_solve_seconds", "cause"), "p95 {{cause}}"))),
     ],
+    "ETAs": [
+        Graph("ETA updates and stop predictions / s", "ops",
+              "EtaUpdate messages published (a stop's p50 moved 60 s or more, a stop done, a new "
+              "model) and the stop ETAs computed for them.",
+              ((_rate("fleet_eta_updates_total"), "updates"),
+               (_rate("fleet_eta_predictions_total"), "stop predictions"))),
+        Graph("ETA inputs skipped / s by reason", "ops", "Inputs the ETA agent skipped.",
+              ((_rate("fleet_eta_skipped_total", "reason"), "{{reason}}"),)),
+        Graph("ETA model in use", "short",
+              "Workers per model version in use (a promotion shows as a switch).",
+              (("sum by (version) (fleet_eta_model_info)", "{{version}}"),)),
+    ],
     "Gateway (phones and trackers)": [
         Graph("Gateway requests / s by route and status", "ops", "HTTP requests answered.",
               ((_rate("fleet_gateway_requests_total", "route, status"), "{{route}} {{status}}"),)),
