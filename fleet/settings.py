@@ -128,6 +128,16 @@ class Settings(BaseSettings):
         description="ClickHouse URL of a read-only account for history readers "
         "(unset = FLEET_CLICKHOUSE_URL with readonly=2 per read)",
     )
+    # --- ETAs (streams/eta, models/; docs/eta.md) ------------------------------------------
+    eta_update_interval_s: float = Field(
+        1.0, gt=0, description="Moved drivers' ETAs are recomputed together at most this often"
+    )
+    eta_registry_poll_s: float = Field(
+        2.0, gt=0, description="How often workers look for a newly promoted ETA model"
+    )
+    eta_online_halflife_s: float = Field(
+        600.0, gt=0, description="Half-life (event time) of the online ETA correction's evidence"
+    )
     # --- driver gateway (docs/gateway.md) -------------------------------------------------
     gateway_url: str = Field(
         "http://127.0.0.1:5055",

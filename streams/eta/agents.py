@@ -30,6 +30,7 @@ from fleet.errors import InvalidMessage
 from fleet.live import driver_key
 from fleet.records import DeliveryEvent, RoutePlan, encode
 from models.features import PlanContext
+from models.online import OnlineCorrector, OnlineParams
 from models.registry import ModelRegistry, RegistryError, registry_root
 from models.serving import (
     DriverEtaState,
@@ -56,8 +57,6 @@ from streams.tracking.effects import Effects
 
 log = logging.getLogger(__name__)
 
-UPDATE_INTERVAL_S = 1.0  # marked drivers are predicted together at most this often
-REGISTRY_POLL_S = 2.0  # how often workers look for a newly promoted model
 MAX_DRIVERS = 100_000  # per worker; least recently moved forgotten beyond
 MAX_PLANS = 20_000  # plan contexts kept (one per route version)
 
@@ -155,7 +154,7 @@ def apply_stop_event(event: DeliveryEvent) -> None:
 # --- the update -----------------------------------------------------------------------------
 
 
-@app.timer(interval=UPDATE_INTERVAL_S)
+@app.timer(interval=settings.eta_update_interval_s)
 async def update_etas() -> None:
     """Predict for every marked driver in one batch; publish what changed meaningfully."""
     model = live.get("current")
@@ -227,7 +226,7 @@ async def publish_etas(model: LiveModel, driver_ids: list[str]) -> int:
 # --- the model ------------------------------------------------------------------------------
 
 
-@app.timer(interval=REGISTRY_POLL_S)
+@app.timer(interval=settings.eta_registry_poll_s)
 async def follow_promoted_model() -> None:
     """Load a newly promoted model (rollbacks too) and re-publish every route with it."""
     registry = ModelRegistry(registry_root(settings))
@@ -242,7 +241,8 @@ async def follow_promoted_model() -> None:
         log.exception("cannot load promoted ETA model %s; keeping %s", version, kept)
         return
     # A fresh correction: what was learnt corrected the previous model, not this one.
-    live["current"] = LiveModel(version, artifact)
+    online = OnlineParams(halflife_s=settings.eta_online_halflife_s)
+    live["current"] = LiveModel(version, artifact, OnlineCorrector(online))
     for state in drivers.values():
         state.recorded.clear()
     ETA_MODEL.clear()
