@@ -75,6 +75,7 @@ def demo_worker_env(duration_s: float) -> dict[str, str]:
         "FLEET_DECISION_RETRY_AFTER_S": f"{20 * scale:.0f}",
         "FLEET_DECISION_STALE_REASSIGN_S": f"{15 * scale:.0f}",
         "FLEET_DECISION_COOLDOWN_S": f"{20 * scale:.0f}",
+        "FLEET_DECISION_DEBOUNCE_S": "5",
         "FLEET_DECISION_MARGIN_S": "5",
         "FLEET_DECISION_CRITICAL_WITHIN_S": f"{duration_s:.0f}",
         "FLEET_DECISION_TIME_LIMIT_S": "0.5",
