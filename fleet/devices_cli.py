@@ -40,7 +40,9 @@ def sync_mosquitto(settings: Settings, store: Any = None) -> Path | None:
     write_mosquitto_auth(
         store.list(), directory / "passwords", directory / "acl", url.username, url.password
     )
-    pid = services.Mosquitto(settings).pid()
+    secure = services.Mosquitto(settings)
+    secure.pidfile = Path(directory) / "mosquitto.pid"  # the secure profile's keeps it there
+    pid = secure.pid() or services.Mosquitto(settings).pid()
     if pid is not None:
         os.kill(pid, signal.SIGHUP)
     return Path(directory)

@@ -43,6 +43,7 @@ HOST = "127.0.0.1"
 BROKER_CN = "broker"  # the broker's own principal on its mTLS controller listener
 CERT_DAYS = 825
 DOCKER_MOUNT = "/fleet/secure"  # where infra/docker-compose.yml mounts var/secure
+MQTT_USERS = ("gateway",)  # devices get theirs from `fleet devices add`
 DEFAULT_DISPATCHER = "dispatcher:ops"  # the dispatch role's signing identity out of the box
 
 
@@ -53,11 +54,13 @@ class SecureProfile:
     root: Path
     kafka_port: int
     redis_port: int
+    mqtt_port: int
 
     @classmethod
     def of(cls, settings: Settings) -> SecureProfile:
         root = Path(settings.var_dir) / "secure"
-        return cls(root, settings.secure_kafka_port, settings.secure_redis_port)
+        ports = (settings.secure_kafka_port, settings.secure_redis_port, settings.secure_mqtt_port)
+        return cls(root, *ports)
 
     @property
     def ca_file(self) -> Path:
@@ -73,6 +76,15 @@ class SecureProfile:
 
     def password(self, system: str, user: str) -> str:
         return self.password_file(system, user).read_text().strip()
+
+    @property
+    def mqtt_auth_dir(self) -> Path:
+        """Mosquitto's password and ACL files (fleet devices) and its PID file."""
+        return self.root / "mqtt"
+
+    def mqtt_url(self) -> str:
+        """The gateway's own MQTT login over TLS."""
+        return f"mqtts://gateway:{self.password('mqtt', 'gateway')}@{HOST}:{self.mqtt_port}"
 
     def env_file(self, role: str) -> Path:
         return self.root / "env" / f"{role}.env"
@@ -100,7 +112,7 @@ class SecureProfile:
     def ensure_material(self) -> None:
         """CA, server certificate, passwords and env files; existing ones are kept."""
         _ensure_certificates(self.ca_file, self.server_pem)
-        for system, users in (("kafka", KAFKA_ROLES), ("redis", REDIS_USERS)):
+        for system, users in (("kafka", KAFKA_ROLES), ("redis", REDIS_USERS), ("mqtt", MQTT_USERS)):
             for user in users:
                 path = self.password_file(system, user)
                 if not path.exists():
@@ -156,13 +168,16 @@ class SecureProfile:
     def env(self, role: str) -> dict[str, str]:
         """The ``FLEET_*`` variables of a client acting as ``role`` (passwords as files)."""
         redis_user = REDIS_USER_OF_ROLE.get(role, "dashboard")
-        signing = {
+        mqtt = {"FLEET_MQTT_URL": self.mqtt_url(), "FLEET_MQTT_AUTH_DIR": str(self.mqtt_auth_dir)}
+        extra = {
             "pipeline": {"FLEET_DISPATCH_KEYS_FILE": str(self.dispatch_keys_file)},
             "dispatch": {
                 "FLEET_DISPATCH_KEY_FILE": str(self.dispatch_key_file(DEFAULT_DISPATCHER))
             },
+            "gateway": mqtt,
+            ADMIN: mqtt,
         }.get(role, {})
-        return signing | {
+        return extra | {
             "FLEET_KAFKA_BOOTSTRAP": f"{HOST}:{self.kafka_port}",
             "FLEET_KAFKA_SECURITY_PROTOCOL": "SASL_SSL",
             "FLEET_KAFKA_USERNAME": role,
@@ -188,6 +203,8 @@ class SecureProfile:
                 "redis_username": redis_user,
                 "redis_password": SecretStr(self.password("redis", redis_user)),
                 "redis_ssl_cafile": self.ca_file,
+                "mqtt_url": self.mqtt_url(),
+                "mqtt_auth_dir": self.mqtt_auth_dir,
             }
         )
 
@@ -335,12 +352,41 @@ class SecureRedis(services.Redis):
         sync_redis_users(self.settings, self.profile)
 
 
+class SecureMosquitto(services.Mosquitto):
+    """Mosquitto on a TLS-only port, without anonymous access: the gateway's own user and
+    one user per device (``fleet devices``), each limited by the ACL file."""
+
+    def __init__(self, settings: Settings, profile: SecureProfile) -> None:
+        super().__init__(settings)
+        self.profile = profile
+        _rehome(self, profile.root)
+        # Beside the ACL files, where `fleet devices` looks for the broker to reload.
+        self.pidfile = profile.mqtt_auth_dir / "mosquitto.pid"
+
+    def prepare(self) -> None:
+        super().prepare()  # listener, password and ACL files (FLEET_MQTT_AUTH_DIR is set)
+        cert_dir = self.profile.server_pem.parent
+        with open(self.home / "mosquitto.conf", "a") as conf:
+            conf.write(
+                f"certfile {cert_dir / 'server.crt'}\nkeyfile {cert_dir / 'server.key'}\n"
+                f"cafile {self.profile.ca_file}\ntls_version tlsv1.2\n"
+            )
+
+
+def _services(base: Settings, profile: SecureProfile) -> list[services._Service]:
+    admin = profile.settings(base, ADMIN)
+    return [
+        SecureKafka(admin, profile),
+        SecureRedis(admin, profile),  # before Mosquitto: its password file comes from Redis
+        SecureMosquitto(admin, profile),
+    ]
+
+
 def secure_services(settings: Settings) -> list[services._Service]:
-    """The secure profile's broker and Redis, as the admin."""
+    """The secure profile's broker, Redis and Mosquitto, as the admin."""
     profile = SecureProfile.of(settings)
     profile.ensure_material()
-    admin = profile.settings(settings, ADMIN)
-    return [SecureKafka(admin, profile), SecureRedis(admin, profile)]
+    return _services(settings, profile)
 
 
 def up(settings: Settings, log: Callable[[str], None] = print) -> SecureProfile:
@@ -352,13 +398,13 @@ def up(settings: Settings, log: Callable[[str], None] = print) -> SecureProfile:
 
 @contextmanager
 def running(base: Settings, profile: SecureProfile) -> Iterator[SecureProfile]:
-    """A secure broker and Redis of ``profile`` (own root and ports) for the ``with`` block:
-    started here, stopped at the end (tests and benchmarks beside the shared services)."""
+    """The secure broker, Redis and Mosquitto of ``profile`` (own root and ports) for the
+    ``with`` block: started here, stopped at the end (tests and benchmarks beside the shared
+    services)."""
     profile.ensure_material()
-    admin = profile.settings(base, ADMIN)
     started: list[services._Service] = []
     try:
-        for service in (SecureKafka(admin, profile), SecureRedis(admin, profile)):
+        for service in _services(base, profile):
             started.append(service)
             service.up(lambda _msg: None)
         yield profile

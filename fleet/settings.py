@@ -266,6 +266,9 @@ class Settings(BaseSettings):
         9094, ge=1, description="SASL_SSL port of `fleet infra up --secure` (controller: +1)"
     )
     secure_redis_port: int = Field(6380, ge=1, description="TLS port of the secure profile's Redis")
+    secure_mqtt_port: int = Field(
+        8883, ge=1, description="TLS port of the secure profile's Mosquitto (device logins)"
+    )
     dispatch_keys_file: Path | None = Field(
         None,
         description="JSON issued_by -> HMAC key: set, the pipeline applies only commands signed "

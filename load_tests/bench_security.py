@@ -144,7 +144,8 @@ def main() -> None:
     results: dict[str, dict[str, list[float]]] = {}  # profile -> measure -> one per round
     with tempfile.TemporaryDirectory() as tmp, ExitStack() as stack:
         plain = stack.enter_context(private_plain_broker(base, Path(tmp) / "plain"))
-        profile = SecureProfile(Path(tmp) / "secure", free_port_pair(), free_port_pair())
+        ports = (free_port_pair(), free_port_pair(), free_port_pair())
+        profile = SecureProfile(Path(tmp) / "secure", *ports)
         stack.enter_context(running(base, profile))
         sides = {"plain": plain, "secure": profile.settings(base, "admin")}
         for round_ in range(args.rounds):
