@@ -23,6 +23,7 @@ from pydantic import SecretStr
 
 from fleet import services
 from fleet.clients import confluent_config
+from fleet.devices import write_mosquitto_auth
 from fleet.errors import ServiceUnavailable
 from fleet.identity import new_key
 from fleet.security import (
@@ -163,6 +164,18 @@ class SecureProfile:
         _write_private(self.root / "docker" / "server.properties", "\n".join(lines) + "\n")
         _write_private(
             self.root / "docker" / "format.args", "\n".join(self.scram_format_options()) + "\n"
+        )
+        if not (self.mqtt_auth_dir / "passwords").exists():  # the gateway's login, no device yet
+            write_mosquitto_auth(
+                [], self.mqtt_auth_dir / "passwords", self.mqtt_auth_dir / "acl", "gateway",
+                self.password("mqtt", "gateway"),
+            )  # fmt: skip
+        _write_private(
+            self.root / "docker" / "mosquitto.conf",
+            f"listener {self.mqtt_port}\nallow_anonymous false\n"
+            f"password_file {mounted}/mqtt/passwords\nacl_file {mounted}/mqtt/acl\n"
+            f"certfile {mounted}/certs/server.crt\nkeyfile {mounted}/certs/server.key\n"
+            f"cafile {mounted}/ca/ca.pem\ntls_version tlsv1.2\n",
         )
 
     def env(self, role: str) -> dict[str, str]:
