@@ -277,6 +277,11 @@ class Settings(BaseSettings):
     dispatch_key: SecretStr | None = Field(
         None, description="This dispatcher's key: `fleet dispatch` signs its commands with it"
     )
+    gateway_device_tokens: bool = Field(
+        False,
+        description="The gateway requires each device's token (`fleet devices`) on HTTP: "
+        "Basic or Bearer device:token",
+    )
     mqtt_auth_dir: Path | None = Field(
         None,
         description="Mosquitto password and ACL files kept in step by `fleet devices` "

@@ -4,7 +4,9 @@ Answers: 200 once Kafka acknowledged everything the request carried; 400 with th
 (each rejected item also dead-lettered); 403 for an unregistered device when only registered
 ones may report; 413 for a body over the size limit; 429 with ``Retry-After`` over a device's
 rate limit; 503 with ``Retry-After`` when Kafka did not acknowledge in time (retry: nothing
-of the request is to be taken as stored).
+of the request is to be taken as stored). With ``FLEET_GATEWAY_DEVICE_TOKENS`` every request
+carries its device's token (fleet/devices.py): 401 without a valid one, 403 when a device
+reports as, or asks for the route of, another device or driver.
 """
 
 from __future__ import annotations
@@ -19,6 +21,7 @@ from urllib.parse import parse_qsl
 from aiohttp import web
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
+from fleet.devices import DeviceAuthenticator, DeviceRefused, parse_authorization
 from fleet.errors import InvalidMessage, ServiceUnavailable
 from fleet.records import IDENTIFIER_RE
 from gateway import metrics
@@ -47,6 +50,9 @@ class EdgeConfig:
 INGRESS = web.AppKey("ingress", Ingress)
 FEED = web.AppKey("feed", RouteFeed)
 EDGE = web.AppKey("edge", EdgeConfig)
+AUTH = web.AppKey("auth", DeviceAuthenticator)
+DEVICE = "device"  # request key: the authenticated (device id, driver id)
+OPEN_PATHS = ("/healthz", "/metrics")
 
 
 def _error(status: int, reason: str, detail: str, **extra: object) -> web.Response:
@@ -60,6 +66,33 @@ def _outcome_response(outcome: Outcome, ok: web.Response) -> web.Response:
     status = 403 if first.reason == "unknown_device" else 400
     return web.json_response({"error": first.reason, "detail": first.detail,
                               **outcome.as_dict()}, status=status)  # fmt: skip
+
+
+@web.middleware
+async def device_tokens(request: web.Request, handler: Handler) -> web.StreamResponse:
+    """With device tokens on: only a device with a valid token gets past (401 otherwise)."""
+    auth = request.app.get(AUTH)
+    if auth is None or request.path in OPEN_PATHS:
+        return await handler(request)
+    try:
+        device, token = parse_authorization(request.headers.get("Authorization"))
+        request[DEVICE] = (device, await auth.authenticate(device, token))
+    except DeviceRefused as exc:
+        response = _error(401, "unauthorized", str(exc))
+        response.headers["WWW-Authenticate"] = 'Basic realm="fleet gateway"'
+        return response
+    return await handler(request)
+
+
+def _not_own_device(request: web.Request, device_ids: list[str]) -> web.Response | None:
+    """403 when an authenticated device reports as another device."""
+    own = request.get(DEVICE)
+    if own is None:
+        return None
+    others = sorted({d for d in device_ids if d != own[0]})
+    if others:
+        return _error(403, "forbidden", f"device {own[0]!r} may not report as {others[0]!r}")
+    return None
 
 
 @web.middleware
@@ -109,6 +142,9 @@ async def osmand(request: web.Request) -> web.Response:
             fixes = [parse_osmand(dict(parse_qsl(body.decode("utf-8", "replace"))), now)]
     except InvalidMessage as exc:
         return _outcome_response(await ingress.reject("http", raw, exc), web.Response())
+    forbidden = _not_own_device(request, [fix.device_id for fix in fixes])
+    if forbidden is not None:
+        return forbidden
     return _outcome_response(await ingress.fixes("http", fixes, raw), web.Response())
 
 
@@ -126,13 +162,18 @@ async def owntracks(request: web.Request) -> web.Response:
     if fix is None:
         metrics.IGNORED.labels("http", "owntracks_not_location").inc()
         return done
+    forbidden = _not_own_device(request, [fix.device_id])
+    if forbidden is not None:
+        return forbidden
     return _outcome_response(await ingress.fixes("http", [fix], body), done)
 
 
 def _contract(kind: Kind) -> Handler:
     async def handle(request: web.Request) -> web.Response:
         body = await _body(request)
-        outcome = await request.app[INGRESS].contract("http", kind, body)
+        own = request.get(DEVICE)  # an authenticated device sends only its driver's items
+        driver = own[1] if own is not None else None
+        outcome = await request.app[INGRESS].contract("http", kind, body, driver)
         return _outcome_response(outcome, web.json_response(outcome.as_dict()))
 
     return handle
@@ -150,6 +191,9 @@ async def route_updates(request: web.Request) -> web.StreamResponse:
     driver = request.match_info["driver_id"]
     if not IDENTIFIER.match(driver):
         return _error(400, "invalid_identifier", f"driver_id={driver!r} breaks the id rule")
+    own = request.get(DEVICE)
+    if own is not None and own[1] != driver:
+        return _error(403, "forbidden", f"device {own[0]!r} may read only its driver's route")
     feed = request.app[FEED]
     seen = request.headers.get("Last-Event-ID") or request.query.get("last_event_id")
     # Read the latest and subscribe without an await in between: nothing slips through.
@@ -206,9 +250,13 @@ async def metrics_endpoint(_request: web.Request) -> web.Response:
 
 
 def build_app(ingress: Ingress, feed: RouteFeed, max_body_bytes: int,
-              mqtt_connected: Callable[[], bool] | None = None) -> web.Application:  # fmt: skip
-    """The aiohttp application with every gateway route."""
-    app = web.Application(middlewares=[edge_errors], client_max_size=max_body_bytes)
+              mqtt_connected: Callable[[], bool] | None = None,
+              devices: DeviceAuthenticator | None = None) -> web.Application:  # fmt: skip
+    """The aiohttp application with every gateway route (``devices``: tokens required)."""
+    middlewares = [edge_errors, device_tokens]
+    app = web.Application(middlewares=middlewares, client_max_size=max_body_bytes)
+    if devices is not None:
+        app[AUTH] = devices
     app[INGRESS] = ingress
     app[FEED] = feed
     app[EDGE] = EdgeConfig(max_body_bytes, mqtt_connected)

@@ -10,6 +10,7 @@ from urllib.parse import urlparse
 from aiohttp import web
 
 from fleet.clients import redis_async_client
+from fleet.devices import DeviceAuthenticator
 from fleet.settings import Settings
 from gateway.http import build_app
 from gateway.ingest import Ingress
@@ -52,7 +53,14 @@ async def serve(settings: Settings) -> None:
         log.info("route feed caught up: %d drivers' plans retained", len(feed.routes))
 
     consumer = FeedConsumer(settings, feed.offer, on_change, on_caught_up)
-    app = build_app(ingress, feed, settings.gateway_max_body_bytes, lambda: bridge.connected)
+    devices = (
+        DeviceAuthenticator(redis_async_client(settings))
+        if settings.gateway_device_tokens
+        else None
+    )
+    app = build_app(
+        ingress, feed, settings.gateway_max_body_bytes, lambda: bridge.connected, devices
+    )
     runner = web.AppRunner(app, access_log=None, shutdown_timeout=2.0)
     await runner.setup()
     host, port = listen_address(settings)
