@@ -160,6 +160,15 @@ def validate_ping(ping: Ping, now_ms: int, max_future_ms: int) -> Ping:
     return ping
 
 
+def check_key(key: bytes | None, driver_id: str) -> None:
+    """A driver-keyed topic's message must carry its driver_id as Kafka key (the contract):
+    another key, an empty or absent one, puts it on another partition (two states for one
+    driver). Raises InvalidMessage ``key_mismatch``."""
+    if key is None or key != driver_id.encode():
+        shown = key[:80] if key is not None else None
+        raise InvalidMessage("key_mismatch", f"Kafka key {shown!r} is not driver_id {driver_id!r}")
+
+
 def decode_ping(raw: bytes | None, now_ms: int, max_future_ms: int, max_bytes: int) -> Ping:
     """Bytes → a valid Ping, or InvalidPing with a reason."""
     try:
@@ -235,8 +244,13 @@ def decode_ping_batch(
     now_ms: int,
     max_future_ms: int,
     max_bytes: int,
+    require_key: bool = False,
 ) -> DecodedBatch:
-    """Decode (key, value) pairs; every message ends up valid or dead-lettered."""
+    """Decode (key, value) pairs; every message ends up valid or dead-lettered.
+
+    With ``require_key`` (the pipeline's consumers), a valid ping whose Kafka key is not its
+    ``driver_id`` (an absent or empty key included) is dead-lettered ``key_mismatch``.
+    """
     pings: list[Ping] = []
     dead: list[tuple[bytes | None, DeadLetter]] = []
     positions: list[int] = []
@@ -259,12 +273,16 @@ def decode_ping_batch(
                 and (p.accuracy_m is None or math.isfinite(p.accuracy_m))
                 and (p.speed_mps is None or math.isfinite(p.speed_mps))
                 and (p.heading_deg is None or math.isfinite(p.heading_deg))
+                and (not require_key or key == p.driver_id.encode())
             ):
                 pings.append(p)
                 positions.append(i)
                 continue
         try:
-            pings.append(decode_ping(raw, now_ms, max_future_ms, max_bytes))
+            ping = decode_ping(raw, now_ms, max_future_ms, max_bytes)
+            if require_key:
+                check_key(key, ping.driver_id)
+            pings.append(ping)
             positions.append(i)
         except InvalidMessage as exc:
             dead.append((key, dead_letter(source_topic, raw, exc, now_ms)))

@@ -88,6 +88,11 @@ class Settings(BaseSettings):
     )
     stale_after_s: float = Field(120.0, gt=0, description="Silence on shift that opens stale")
     stale_check_interval_s: float = Field(5.0, gt=0, description="Stale timer period")
+    # --- hardening (docs/tracking.md "Crashes and Redis losses") ---------------------------
+    read_model_check_s: float = Field(
+        5.0, gt=0, description="How often a worker checks Redis still has its read model "
+        "(its sentinel key); when lost, every owned driver, alert and completion is rewritten",
+    )  # fmt: skip
     # --- history (ClickHouse) -------------------------------------------------------------
     history_ttl_days_pings: int = Field(180, ge=1, description="Days pings are kept")
     history_ttl_days_events: int = Field(730, ge=1, description="Days delivery events are kept")

@@ -12,6 +12,7 @@ from collections.abc import Iterable
 from typing import Any, TypeVar
 
 import faust
+from aiokafka.partitioner import murmur2
 from faust.types.tables import GlobalTableT
 from mode import ServiceT
 
@@ -95,16 +96,32 @@ def source_partitioned_table(name: str) -> SourcePartitionedTable:
     return app.tables.add(table)  # type: ignore[return-value]
 
 
+class KeyPartitionedGlobalTable(faust.GlobalTable):
+    """A global table whose changelog partition is computed from the key alone.
+
+    Faust's ``use_partitioner`` asks the producer's metadata for the changelog's partitions
+    synchronously; once a metadata refresh leaves the topic out, that is ``None`` and the
+    write raises ``TypeError`` (issue 9). Here the partition is the default partitioner's
+    (murmur2 of the key, as Kafka's clients do) over the configured partition count, so a
+    write never needs metadata; the send itself waits for (or refreshes) the topic's metadata.
+    """
+
+    def partition_for_key(self, key: Any) -> int | None:
+        return key_partition(key, self.partitions or settings.partitions)
+
+
+def key_partition(key: bytes, partitions: int) -> int:
+    """Kafka's default partition of ``key`` among ``partitions`` (murmur2, positive, modulo)."""
+    return (murmur2(key) & 0x7FFFFFFF) % partitions
+
+
 def global_bytes_table(name: str) -> GlobalTableT:
     """A bytes -> bytes table every worker holds whole (changelog partition from the key)."""
-    return app.GlobalTable(
-        name,
-        schema=_BYTES,
-        key_type=bytes,
-        value_type=bytes,
-        partitions=settings.partitions,
-        use_partitioner=True,
-    )
+    table = KeyPartitionedGlobalTable(
+        app, name=name, schema=_BYTES, key_type=bytes, value_type=bytes,
+        partitions=settings.partitions, beacon=app.tables.beacon,
+    )  # fmt: skip
+    return app.tables.add(table)  # type: ignore[return-value]
 
 
 @app.task

@@ -7,6 +7,8 @@ Policy per input kind (pings, events, routes, commands alike):
 * a bug while processing a message (any other exception) -> logged with its traceback,
   counted in ``fleet_processing_errors_total{source}``, and the message dead-lettered with
   reason ``processing_error``;
+* a transient failure of a service (``streams.resilience.is_transient``: Redis or Kafka
+  down, a send refused for now) -> the same message is retried with backoff, never skipped;
 * either way the stream goes on with the next message.
 
 Every dead letter is bounded in size (``fleet.decode.dead_letter``), sent with the effects
@@ -80,9 +82,12 @@ async def on_processing_error(source: str, event: EventT, exc: Exception) -> Non
 async def handle_or_dead_letter(
     source: str, event: EventT, handle: Callable[[EventT], Awaitable[None]]
 ) -> None:
-    """Apply the error policy around ``handle(event)``; never raises (the stream goes on)."""
+    """Apply the error policy around ``handle(event)``; never raises (the stream goes on).
+
+    A transient failure retries ``handle(event)`` (handlers are safe to repeat); invalid
+    input and bugs end as dead letters."""
     try:
-        await handle(event)
+        await retry_transient(f"{source}_message", partial(handle, event))
     except InvalidMessage as exc:
         await send_dead_letter(source, event.key, event.value, exc)
     except Exception as exc:

@@ -9,7 +9,8 @@ import logging
 from collections.abc import Awaitable, Callable
 from typing import TypeVar
 
-from aiokafka.errors import KafkaConnectionError, KafkaTimeoutError
+from aiokafka.errors import KafkaConnectionError, KafkaError, KafkaTimeoutError
+from faust.exceptions import ProducerSendError
 from prometheus_client import Counter
 from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import TimeoutError as RedisTimeoutError
@@ -32,13 +33,16 @@ TRANSIENT: tuple[type[BaseException], ...] = (
     ConnectionError,
     TimeoutError,
     OSError,
+    ProducerSendError,  # a send Kafka refused for now (no leader, metadata, buffer full)
 )
 EFFECTS_POLICY = RetryPolicy(initial_s=0.1, max_s=5.0)
 
 
 def is_transient(exc: BaseException) -> bool:
     """A failure of a service that waiting may cure (not a bug, not bad data)."""
-    return isinstance(exc, TRANSIENT)
+    if isinstance(exc, TRANSIENT):
+        return True
+    return isinstance(exc, KafkaError) and bool(getattr(exc, "retriable", False))
 
 
 async def retry_transient(effect: str, action: Callable[[], Awaitable[T]]) -> T:

@@ -116,6 +116,7 @@ def ping_sink(settings: Settings, on_skip: SkipHook = _ignore) -> TopicSink:
             now_ms=ingested_ms,
             max_future_ms=settings.max_future_ms,
             max_bytes=settings.max_message_bytes,
+            require_key=True,  # key_mismatch: live tracking and history alike
         )
         for _key, letter in decoded.dead_letters:
             on_skip("pings", letter.reason)

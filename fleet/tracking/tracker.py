@@ -166,15 +166,26 @@ def driver_status(t: DriverTrack, geo: PlanGeometry | None, now_ms: int) -> str:
 
 
 def _evaluate_schedule(
-    t: DriverTrack, geo: PlanGeometry, at_ms: int, cfg: TrackingConfig, out: list[Alert]
+    t: DriverTrack,
+    geo: PlanGeometry,
+    at_ms: int,
+    cfg: TrackingConfig,
+    out: list[Alert],
+    index: int | None = None,
 ) -> None:
+    """Lag at ``at_ms`` (the triggering ping or event); ``index``: the next stop, if known."""
     plan = geo.plan
-    i = next_stop_index(t, plan)
+    i = next_stop_index(t, plan) if index is None else index
     planned = planned_time_at(plan, geo.stop_along_m, i, t.along_m)
     if planned is None:
         return
     lag = at_ms - planned
     t.lag_ms = lag
+    if t.behind.is_behind:
+        if lag >= cfg.behind_schedule_resolve_ms:
+            return  # the common case: no change, no details to build
+    elif lag <= cfg.behind_schedule_ms:
+        return
     details: dict[str, Any] = {
         "driver_id": t.driver_id,
         "current_stop_id": plan.stops[i].stop_id,
@@ -214,6 +225,7 @@ def apply_pings(
         return TrackResult(t, out)
     proj = geo.line.project([p.lat for p in pings], [p.lon for p in pings], t.along_m)
     hint = t.along_m
+    index = next_stop_index(t, geo.plan)  # pings give no outcomes: fixed for the batch
     for ping, along, cross in zip(pings, proj.along_m, proj.cross_m, strict=True):
         fix = OffRouteFix(ping.ts_ms, float(cross), ping.accuracy_m)
         t.off_route, change = step_off_route(t.off_route, fix, cfg)
@@ -226,8 +238,10 @@ def apply_pings(
         if not t.off_route.is_off:
             hint = float(along)
         t.cross_m = float(cross)
-    t.along_m = hint
-    _evaluate_schedule(t, geo, pings[-1].ts_ms, cfg, out)
+        # Evaluated at every ping, so an alert opens at the ping that crossed the threshold
+        # and its id (from that ping's time) does not depend on how pings were batched.
+        t.along_m = hint
+        _evaluate_schedule(t, geo, ping.ts_ms, cfg, out, index)
     return TrackResult(t, out)
 
 
@@ -259,10 +273,16 @@ def apply_event(
     return TrackResult(t, out)
 
 
+def failed_delivery_key(route_id: str | None, stop_id: str) -> str:
+    """A failed delivery is of a stop on a route: the same stop id on another route (a
+    route change, a reassigned stop) is another alert."""
+    return f"failed_delivery:{route_id or ''}/{stop_id}"
+
+
 def _record_outcome(t: DriverTrack, event: DeliveryEvent, out: list[Alert]) -> None:
     stop_id = event.stop_id
     assert stop_id is not None
-    key = f"failed_delivery:{stop_id}"
+    key = failed_delivery_key(t.route_id, stop_id)
     if event.type == "delivered":
         t.done[stop_id] = "delivered"
         _emit(
@@ -330,7 +350,8 @@ def handle_stops(track: DriverTrack, handled: StopsHandled, at_ms: int) -> Track
     t, out = _copy(track), list[Alert]()
     for stop_id in handled.stop_ids:
         change = Change("resolve", at_ms, details={"resolution": handled.how})
-        _emit(t, out, f"failed_delivery:{stop_id}", "failed_delivery", change)
+        key = failed_delivery_key(handled.route_id or t.route_id, stop_id)
+        _emit(t, out, key, "failed_delivery", change)
         if handled.how == "rescheduled" and t.done.get(stop_id) == "failed":
             del t.done[stop_id]
     return TrackResult(t, out)

@@ -14,7 +14,7 @@ import msgspec
 from faust.types import EventT, StreamT
 
 from fleet.clock import now_ms
-from fleet.decode import decode_struct
+from fleet.decode import check_key, decode_struct
 from fleet.identity import IssuerKeys
 from fleet.live import driver_key
 from fleet.records import DeliveryEvent, DispatchCommand, Ping, RoutePlan
@@ -30,6 +30,7 @@ from streams.resources import redis
 from streams.topics import commands_topic, events_topic, routes_topic
 from streams.tracking.effects import Effects
 from streams.tracking.publish import publish_plan
+from streams.tracking.rebuild import check_read_model
 from streams.tracking.state import (
     CONFIG,
     known_drivers,
@@ -98,6 +99,7 @@ async def track_delivery_events(stream: StreamT[bytes]) -> None:
 
 async def handle_event(event: EventT) -> None:
     delivery = decode_struct(event.value, _EVENT, settings.max_message_bytes)
+    check_key(event.key, delivery.driver_id)
     async with track_lock:
         now = now_ms()
         before = load_track(delivery.driver_id).track
@@ -106,7 +108,8 @@ async def handle_event(event: EventT) -> None:
         effects = Effects()
         effects.add(before, result.track, geo, [*sync.alerts, *result.alerts], now)
         await effects.flush()
-        save_track(result.track, event.message.partition)
+        # Written through: the event's offset is committed after Faust flushes the producer.
+        save_track(result.track, event.message.partition, now=True)
 
 
 # --- dispatch commands ----------------------------------------------------------------------
@@ -128,11 +131,14 @@ async def handle_command(event: EventT) -> None:
         await hooks.command_handlers.handle(cmd)
         return
     record = load_record(cmd.route_id)
-    if record is not None and cmd.command_id in record.commands:
-        return  # a redelivered command already applied
     target = None
     if cmd.type == "reassign" and cmd.to_driver_id is not None:
         target = load_record(route_of_driver(cmd.to_driver_id))
+    if record is not None and cmd.command_id in record.commands:
+        # A redelivered command already stored (a crash between storing and publishing, or
+        # after): publish its versions again, the same RouteUpdates (idempotent publish).
+        await republish_command(cmd, [record, target])
+        return
     outcome = apply_command(record.plan if record else None, cmd, target.plan if target else None)
     for plan in outcome.plans:
         previous = record if plan.route_id == cmd.route_id else target
@@ -143,11 +149,25 @@ async def handle_command(event: EventT) -> None:
             if h.route_id == plan.route_id
         ]
         commands = [*previous.commands[-(RECENT_COMMANDS - 1) :], cmd.command_id]
-        await store_plan(PlanRecord(plan, handled, commands), previous)
-        rationale = {"moved_stops": [sid for _, ids, _ in handled for sid in ids]}
-        await publish_plan(
-            plan, f"dispatch:{cmd.type}", f"command:{cmd.command_id}", rationale, cmd.issued_ms
-        )
+        stored = PlanRecord(plan, handled, commands)
+        await store_plan(stored, previous)
+        await publish_command_plan(cmd, stored)
+
+
+async def publish_command_plan(cmd: DispatchCommand, record: PlanRecord) -> None:
+    """The RouteUpdate of a command's plan version; the same message on every call."""
+    rationale = {"moved_stops": [sid for _, ids, _ in record.handled for sid in ids]}
+    await publish_plan(
+        record.plan, f"dispatch:{cmd.type}", f"command:{cmd.command_id}", rationale, cmd.issued_ms
+    )
+
+
+async def republish_command(cmd: DispatchCommand, records: list[PlanRecord | None]) -> None:
+    """Publish again the plan versions ``cmd`` made that are still current (the last
+    command of their route): a redelivered command gets its RouteUpdate, never nothing."""
+    for record in records:
+        if record is not None and record.commands and record.commands[-1] == cmd.command_id:
+            await publish_command_plan(cmd, record)
 
 
 # --- moved pings ----------------------------------------------------------------------------
@@ -165,7 +185,7 @@ async def _track_pings(pings: list[Ping], now: int, partitions: dict[str, int]) 
     for ping in pings:
         by_driver.setdefault(ping.driver_id, []).append(ping)
     effects = Effects()
-    saves: list[tuple[DriverTrack, int | None]] = []
+    saves: list[tuple[DriverTrack, int | None, bool]] = []
     for driver_id, driver_pings in by_driver.items():
         try:
             before = load_track(driver_id).track
@@ -178,11 +198,12 @@ async def _track_pings(pings: list[Ping], now: int, partitions: dict[str, int]) 
             PROCESSING_ERRORS.labels("tracking_pings").inc()
             continue
         remember_fixes(driver_pings)
-        effects.add(before, result.track, geo, [*sync.alerts, *result.alerts], now)
-        saves.append((result.track, partitions.get(driver_id)))
+        alerts = [*sync.alerts, *result.alerts]
+        effects.add(before, result.track, geo, alerts, now)
+        saves.append((result.track, partitions.get(driver_id), bool(alerts)))
     await effects.flush()
-    for track, partition in saves:
-        save_track(track, partition)
+    for track, partition, changed in saves:
+        save_track(track, partition, now=changed)
 
 
 # --- stale timer ----------------------------------------------------------------------------
@@ -207,7 +228,7 @@ async def _check_all_drivers() -> None:
     warming_up = warm_up.warming_up(now)
     owned = _owned_partitions()
     effects = Effects()
-    saves: list[tuple[DriverTrack, int | None]] = []
+    saves: list[tuple[DriverTrack, int | None, bool]] = []
     for driver_id in known_drivers():
         try:
             stored = load_track(driver_id)
@@ -223,7 +244,20 @@ async def _check_all_drivers() -> None:
         alerts = sync.alerts if warming_up else [*sync.alerts, *result.alerts]
         if alerts or result.track != before:
             effects.add(before, result.track, geo, alerts, now)
-            saves.append((result.track, stored.partition))
+            saves.append((result.track, stored.partition, bool(alerts)))
     await effects.flush()
-    for track, partition in saves:
-        save_track(track, partition)
+    for track, partition, changed in saves:
+        save_track(track, partition, now=changed)
+
+
+# --- read-model rebuild -----------------------------------------------------------------------
+
+
+@app.timer(interval=settings.read_model_check_s)
+async def check_read_model_present() -> None:
+    """Redis lost its data (restart, flush): rewrite what this worker owns (rebuild.py)."""
+    try:
+        await check_read_model()
+    except Exception:
+        log.exception("read-model rebuild failed; the next check tries again")
+        PROCESSING_ERRORS.labels("read_model_rebuild").inc()

@@ -129,17 +129,22 @@ def peek_track(driver_id: str) -> DriverTrack | None:
     return _STORED.decode(raw).track if raw is not None else None
 
 
-def save_track(track: DriverTrack, partition: int | None) -> None:
-    """Keep the track; it reaches the changelog once due (streams/coalesce.py).
+def save_track(track: DriverTrack, partition: int | None, now: bool = False) -> None:
+    """Keep the track; it reaches the changelog once due (streams/coalesce.py), or at once
+    with ``now`` (an event, a command, an alert change: docs/tracking.md, crash consistency).
 
-    A crash loses at most FLEET_STATE_FLUSH_S of tracking state, which alert ids derived from
-    the opening time make safe to replay.
+    Offsets of the input that changed a track are committed only once the change is in the
+    changelog: Faust flushes its producer before committing an agent's offsets (events are
+    written through), the ping consumer waits for ``coalesce.oldest_unsaved``.
     """
     key = track.driver_id.encode()
     if partition is not None:
         tracks.source_partition[key] = partition
     _track_cache[track.driver_id] = StoredTrack(track, tracks.source_partition.get(key))
-    _unsaved_tracks.mark(track.driver_id)
+    if now:
+        write_tracks([track.driver_id])
+    else:
+        _unsaved_tracks.mark(track.driver_id)
     write_tracks(_unsaved_tracks.take_due())
 
 

@@ -28,7 +28,11 @@ def test_a_refusing_store_holds_commits_back_and_the_batch_lands_once_it_is_back
     settings = fleet_env.settings
     start = int(time.time() * 1000) - 60_000
     pings = [Ping(f"drv-{i % 5}", start + i, 52.5, 13.4, seq=i) for i in range(200)]
-    produce(settings.kafka_bootstrap, fleet_env.topic(PINGS), [(b"k", encode(p)) for p in pings])
+    produce(
+        settings.kafka_bootstrap,
+        fleet_env.topic(PINGS),
+        [(p.driver_id.encode(), encode(p)) for p in pings],
+    )
     skipped: list[tuple[str, str]] = []
     invalid = [(None, b"not json"), (None, json.dumps({"reason": 1}).encode())]
     letter = DeadLetter("fleet.pings", "lat_out_of_range", "lat=123.4", start, "{}", "utf-8")
