@@ -181,13 +181,17 @@ class SecureProfile:
     def env(self, role: str) -> dict[str, str]:
         """The ``FLEET_*`` variables of a client acting as ``role`` (passwords as files)."""
         redis_user = REDIS_USER_OF_ROLE.get(role, "dashboard")
-        mqtt = {"FLEET_MQTT_URL": self.mqtt_url(), "FLEET_MQTT_AUTH_DIR": str(self.mqtt_auth_dir)}
+        mqtt = {
+            "FLEET_MQTT_URL": self.mqtt_url(),
+            "FLEET_MQTT_SSL_CAFILE": str(self.ca_file),
+            "FLEET_MQTT_AUTH_DIR": str(self.mqtt_auth_dir),
+        }
         extra = {
             "pipeline": {"FLEET_DISPATCH_KEYS_FILE": str(self.dispatch_keys_file)},
             "dispatch": {
                 "FLEET_DISPATCH_KEY_FILE": str(self.dispatch_key_file(DEFAULT_DISPATCHER))
             },
-            "gateway": mqtt,
+            "gateway": mqtt | {"FLEET_GATEWAY_DEVICE_TOKENS": "true"},
             ADMIN: mqtt,
         }.get(role, {})
         return extra | {
@@ -217,6 +221,7 @@ class SecureProfile:
                 "redis_password": SecretStr(self.password("redis", redis_user)),
                 "redis_ssl_cafile": self.ca_file,
                 "mqtt_url": self.mqtt_url(),
+                "mqtt_ssl_cafile": self.ca_file,
                 "mqtt_auth_dir": self.mqtt_auth_dir,
             }
         )

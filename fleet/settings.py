@@ -287,6 +287,9 @@ class Settings(BaseSettings):
         description="The gateway requires each device's token (`fleet devices`) on HTTP: "
         "Basic or Bearer device:token",
     )
+    mqtt_ssl_cafile: Path | None = Field(
+        None, description="PEM of the CA of Mosquitto's TLS certificate (with an mqtts:// URL)"
+    )
     mqtt_auth_dir: Path | None = Field(
         None,
         description="Mosquitto password and ACL files kept in step by `fleet devices` "
@@ -321,7 +324,7 @@ class Settings(BaseSettings):
                 "FLEET_KAFKA_SECURITY_PROTOCOL=SASL_SSL needs FLEET_KAFKA_USERNAME and "
                 "FLEET_KAFKA_PASSWORD (or FLEET_KAFKA_PASSWORD_FILE)"
             )
-        for name in ("kafka_ssl_cafile", "redis_ssl_cafile"):
+        for name in ("kafka_ssl_cafile", "redis_ssl_cafile", "mqtt_ssl_cafile"):
             path = getattr(self, name)
             if path is not None and not Path(path).is_file():
                 raise ValueError(f"FLEET_{name.upper()}={path} is not a file")

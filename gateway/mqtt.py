@@ -64,6 +64,9 @@ class MqttBridge:
         url = urlparse(self.settings.mqtt_url)
         if url.username:  # the gateway's own user when Mosquitto has per-device ACLs
             self.client.username_pw_set(url.username, url.password)
+        if url.scheme == "mqtts":  # TLS, verified against FLEET_MQTT_SSL_CAFILE (or system CAs)
+            cafile = self.settings.mqtt_ssl_cafile
+            self.client.tls_set(ca_certs=str(cafile) if cafile else None)
         self.client.connect_async(url.hostname or "127.0.0.1", url.port or 1883, keepalive=30)
         self.client.loop_start()
 

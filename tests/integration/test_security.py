@@ -7,9 +7,11 @@ plain development services; both stop at the end.
 
 from __future__ import annotations
 
+import base64
 import os
 import threading
 import time
+import urllib.request
 import uuid
 from collections.abc import Callable, Iterator
 from contextlib import ExitStack
@@ -43,6 +45,7 @@ from fleet.secure_profile import (
 from fleet.security import ADMIN, DISPATCH_GROUP, KAFKA_ROLES, REDIS_USERS
 from fleet.settings import Settings
 from fleet.topics import ALERTS, COMMANDS, DLQ, ETAS, EVENTS, ORDERS, PINGS, ROUTE_UPDATES, ROUTES
+from load_tests.gateway_process import GatewayProcess
 from load_tests.harness import WorkerProcess, free_port
 from tests.conftest import service_unavailable, wait_until
 
@@ -409,3 +412,48 @@ def test_phones_log_in_to_mqtt_over_tls_with_their_own_token_only(secure: Secure
     store.revoke(device)
     sync_mosquitto(admin, store)
     assert wait_until(lambda: not _mqtt_login(secure, device, token), 10)
+
+
+def test_a_phone_reaches_the_dashboard_through_the_secure_gateway(
+    secure: Secure, worker: Callable[..., WorkerProcess], tmp_path: Path
+) -> None:
+    """Phone -> gateway (HTTP with its token; MQTT over TLS with its login) -> Kafka as the
+    gateway principal -> a worker as the pipeline -> Redis over TLS -> the dashboard user."""
+    run = uuid.uuid4().hex[:8]
+    common = {**os.environ, "FLEET_PARTITIONS": str(SECURE_PARTITIONS)}
+    common.pop("FLEET_TOPIC_PREFIX", None)
+    worker({**common, **secure.profile.env("pipeline"), "FLEET_APP_ID": f"fleet-pipeline-{run}",
+            "FLEET_VAR_DIR": str(tmp_path / "var"), "FLEET_METRICS_PORT": str(free_port()),
+            "FLEET_WORKER_WEB_PORT": str(free_port())})  # fmt: skip
+    admin = secure.role(ADMIN)
+    store = DeviceStore(redis_client(admin))
+    device, driver = f"phone-{run}", f"drv-{run}"
+    token = store.add(device, driver)
+    sync_mosquitto(admin, store)
+    gateway_env = {**common, **secure.profile.env("gateway"),
+                   "FLEET_GATEWAY_URL": f"http://127.0.0.1:{free_port()}",
+                   "FLEET_MQTT_CLIENT_ID": f"gw-{run}"}  # fmt: skip
+    gateway = GatewayProcess(gateway_env, tmp_path / "gateway.log").start()
+    dashboard = redis_client(secure.role("reader"), decode_responses=True)
+    try:
+        basic = base64.b64encode(f"{device}:{token}".encode()).decode()
+        query = f"/?id={device}&lat=52.5&lon=13.4&timestamp={int(time.time()) - 20}"
+        request = urllib.request.Request(
+            gateway.url + query, headers={"Authorization": f"Basic {basic}"}
+        )
+        with urllib.request.urlopen(request, timeout=30) as answer:
+            assert answer.status == 200
+        assert wait_until(lambda: dashboard.hget(f"fleet:driver:{driver}", "lat"), 120)
+        ping = Ping(driver_id=driver, ts_ms=now_ms() - 1000, lat=52.51, lon=13.41, seq=2)
+        phone = mqtt.Client(CallbackAPIVersion.VERSION2, protocol=mqtt.MQTTv5)
+        phone.username_pw_set(device, token)
+        phone.tls_set(ca_certs=str(secure.profile.ca_file))
+        phone.connect("127.0.0.1", secure.profile.mqtt_port)
+        phone.loop_start()
+        phone.publish(f"fleet/{driver}/pings", encode(ping), qos=1).wait_for_publish(30)
+        phone.loop_stop()
+        phone.disconnect()
+        reached = wait_until(lambda: dashboard.hget(f"fleet:driver:{driver}", "seq") == "2", 120)
+        assert reached, gateway.tail()
+    finally:
+        gateway.stop()
