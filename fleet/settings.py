@@ -76,6 +76,12 @@ class Settings(BaseSettings):
     sweep_interval_s: float = Field(
         30.0, gt=0, description="Period of the sweep that expires markers and zone members"
     )
+    # --- ping consumer (docs/ping-batches.md) --------------------------------------------
+    ping_consumer: Literal["batch", "agent"] = Field(
+        "batch",
+        description="How a worker reads fleet.pings: batch (a confluent-kafka consumer in "
+        "batches, partitions from Faust's assignment) or agent (a Faust agent, per event)",
+    )
     # --- tracking -------------------------------------------------------------------------
     off_route_m: float = Field(150.0, gt=0, description="Cross-track distance that opens")
     off_route_resolve_m: float = Field(100.0, gt=0, description="Distance that resolves")

@@ -8,8 +8,12 @@ evenly over time and each key is written at most once per ``delay_s``.
 
 from __future__ import annotations
 
+import math
 import time
-from collections.abc import Callable, Iterator
+import weakref
+from collections.abc import Callable, Iterable, Iterator
+
+Saver = Callable[[Iterable[str]], None]
 
 
 class DueWrites:
@@ -19,6 +23,11 @@ class DueWrites:
         self.delay_s = delay_s
         self.clock = clock
         self._since: dict[str, float] = {}  # insertion order = first-change order
+        _ALL.add(self)
+
+    def oldest(self) -> float:
+        """When the longest-waiting key changed (inf when none waits)."""
+        return next(iter(self._since.values()), math.inf)
 
     def __len__(self) -> int:
         return len(self._since)
@@ -46,3 +55,25 @@ class DueWrites:
 
     def clear(self) -> None:
         self._since.clear()
+
+
+_ALL: weakref.WeakSet[DueWrites] = weakref.WeakSet()
+_SAVERS: list[tuple[DueWrites, Saver]] = []
+
+
+def oldest_unsaved() -> float:
+    """When the oldest change not yet saved happened, over every DueWrites of the process
+    (inf when everything is saved): input consumed before that is fully reflected in tables.
+    All DueWrites that offsets depend on must share one clock (time.monotonic by default)."""
+    return min((due.oldest() for due in _ALL), default=math.inf)
+
+
+def on_save_all(due: DueWrites, saver: Saver) -> None:
+    """Register how ``due``'s keys are saved, for ``save_all``."""
+    _SAVERS.append((due, saver))
+
+
+def save_all() -> None:
+    """Save every waiting key of every registered DueWrites now (before offsets are given up)."""
+    for due, saver in _SAVERS:
+        saver(due.take_all())

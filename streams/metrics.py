@@ -27,3 +27,8 @@ PING_TO_REDIS = Histogram(
     buckets=LATENCY_BUCKETS,
 )
 CONSUMER_LAG = Gauge("fleet_consumer_lag", "Messages behind the high watermark", ["partition"])
+PING_POSITION = Gauge(
+    "fleet_ping_position",
+    "Next fleet.pings offset the batch ping consumer reads, per partition it owns",
+    ["partition"],
+)

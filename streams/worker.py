@@ -12,6 +12,7 @@ from streams.app import app
 from streams.decision import agents as decision_agents  # noqa: F401
 from streams.eta import agents as eta_agents  # noqa: F401
 from streams.ingest import agents as ingest_agents  # noqa: F401
+from streams.ingest import batches as ingest_batches  # noqa: F401  (FLEET_PING_CONSUMER=batch)
 from streams.tracking import agents as tracking_agents  # noqa: F401
 
 __all__ = ["app", "main"]

@@ -36,6 +36,7 @@ class Outputs:
     alerts_by_kind: Counter[str] = field(default_factory=Counter)
     alert_changes: Counter[tuple[str, str]] = field(default_factory=Counter)
     route_updates_by_cause: Counter[str] = field(default_factory=Counter)
+    alert_examples: dict[str, list[str]] = field(default_factory=dict)  # kind -> first few
     etas: int = 0
     dead_letters: int = 0
     undecodable: int = 0
@@ -94,6 +95,9 @@ class OutputReader:
                 out.alert_changes[(alert.alert_id, alert.state)] += 1
                 if alert.state == "open":
                     out.alerts_by_kind[alert.kind] += 1
+                    examples = out.alert_examples.setdefault(alert.kind, [])
+                    if len(examples) < 2:
+                        examples.append((value or b"").decode("utf-8", "replace")[:600])
                 out.alert_latency_ms.append(float(kafka_ms - alert.changed_ms))
             elif base == ROUTE_UPDATES:
                 caused = self._caused.decode(value or b"")

@@ -22,6 +22,7 @@ PROCESSED = ("fleet_pings_accepted_total", "fleet_pings_duplicate_total",
              "fleet_pings_rejected_total")  # fmt: skip
 LATENCY = "fleet_ping_to_redis_seconds_bucket"
 MACHINE = "machine (all processes)"
+POSITION = "fleet_ping_position"
 
 
 def scrape(port: int, timeout_s: float = 2.0) -> dict[Series, float]:
@@ -135,19 +136,22 @@ class KafkaLag:
             for tp in self._consumer(group).committed(self.tps, timeout=5)
         }
 
-    def lag(self, groups: Iterable[str]) -> tuple[int, str]:
-        """Lag of whichever group commits on the topic (the one that has committed most)."""
+    def lag(self, groups: Iterable[str], positions: dict[int, int]) -> tuple[int, str]:
+        """Messages not yet processed: behind the position a worker reports for a partition
+        (``fleet_ping_position``), else behind the group that has committed most."""
         ends = self.ends()
-        best: tuple[int, int, str] | None = None  # (committed, behind, group)
+        best: tuple[int, dict[int, int], str] | None = None  # (committed, offsets, group)
         for group in groups:
             done = self.committed(group)
             total = sum(done.values())
-            if total == 0:
-                continue
-            behind = sum(max(0, ends[p] - done.get(p, 0)) for p in ends)
-            if best is None or total > best[0]:
-                best = (total, behind, group)
-        return (best[1], best[2]) if best is not None else (sum(ends.values()), "")
+            if total and (best is None or total > best[0]):
+                best = (total, done, group)
+        committed, group = (best[1], best[2]) if best is not None else ({}, "")
+        behind = 0
+        for p, end in ends.items():
+            at = positions.get(p, committed.get(p, 0))
+            behind += max(0, end - at)
+        return behind, ("positions + " if positions else "") + group
 
     def close(self) -> None:
         for c in [*self._consumers.values(), self._meta]:
@@ -246,16 +250,26 @@ class Sampler:
                 self.samples.append(self.take())
             self._stop.wait(max(0.0, self.interval_s - (time.monotonic() - started)))
 
-    def refresh(self) -> None:
+    def refresh(self) -> dict[int, int]:
+        """Scrape every live worker; return the ping positions they report now."""
+        positions: dict[int, int] = {}
         for port in self.ports():
-            with contextlib.suppress(OSError):
-                self.counters.update(port, scrape(port))
+            try:
+                samples = scrape(port)
+            except OSError:
+                continue
+            self.counters.update(port, samples)
+            for (name, labels), value in samples.items():
+                if name == POSITION:
+                    p = int(dict(labels)["partition"])
+                    positions[p] = max(positions.get(p, 0), int(value))
+        return positions
 
     def take(self) -> Sample:
-        self.refresh()
+        positions = self.refresh()
         c = self.counters
         offered, rate = self.offered()
-        lag_msgs, self.lag_group = self.lag.lag(self.groups)
+        lag_msgs, self.lag_group = self.lag.lag(self.groups, positions)
         cpu, rss = self.processes.measure()
         return Sample(
             t=time.monotonic() - self.t0,

@@ -222,10 +222,13 @@ def markdown(result: RunResult, slo: Slo, plots: list[str], command: str) -> str
         f"({len(out.route_update_latency_ms)} matched) |",
         f"| EtaUpdates / publish delay p50 / p99 (computed_ms -> Kafka) | {out.etas:,} / "
         f"{_pct(out.eta_latency_ms, 0.5):,.0f} / {_pct(out.eta_latency_ms, 0.99):,.0f} ms |",
-        f"| history rows (pings) / history lag at the end | "
+        f"| pings in history (distinct) / rows inserted (metric) / history lag at the end | "
+        f"{result.verification.history_pings:,} / "
         f"{result.samples[-1].history_rows if result.samples else 0:,.0f} / "
         f"{result.samples[-1].history_lag if result.samples else 0:,.0f} messages |",
     ]
+    for kind, examples in sorted(out.alert_examples.items()):
+        lines += ["", f"First `{kind}` alerts: " + "; ".join(f"`{e}`" for e in examples)]
     if result.verification.examples:
         lines += ["", "Examples of what did not match: "
                   + "; ".join(result.verification.examples)]  # fmt: skip

@@ -33,7 +33,7 @@ from load_tests.load.outputs import OutputReader, Outputs
 from load_tests.load.probe import KafkaLag, Processes, Sample, Sampler
 from load_tests.load.traffic import Ledger, Traffic
 from load_tests.load.verdict import step_held
-from load_tests.load.workers import Worker, wait_group
+from load_tests.load.workers import Worker, create_changelogs, wait_group
 
 TICK_S = 0.02
 OWN_BROKER_PORT = 19092
@@ -188,6 +188,7 @@ class Run:
         if env.broker is not None:
             env.broker.up(lambda _m: None)
         services.ensure_topics(env.settings)
+        create_changelogs(env.env, env.settings.kafka_bootstrap, self.scenario.partitions)
         for w in env.workers:  # one by one: each waits until it is ready
             w.start()
             self.processes.watch(w.name, w.pid)
@@ -307,9 +308,8 @@ class Run:
                 thread.join(180)
             drain_started = time.monotonic()
             self.on_progress(send_s, sampler.samples[-1] if sampler.samples else None, "draining")
-            self._drain(traffic, sampler)
+            verification = self._drain(traffic, sampler)
             drain_s = time.monotonic() - drain_started
-            verification = self._verify(ledger)
             time.sleep(2)  # last outputs
         finally:
             sampler.stop()
@@ -357,23 +357,30 @@ class Run:
         deadline = time.monotonic() + timeout_s
         try:
             while time.monotonic() < deadline:
-                behind, group = probe.lag([env.settings.app_id])
+                behind, group = probe.lag([env.settings.app_id], {})
                 if group and behind == 0:
                     return
                 time.sleep(1)
         finally:
             probe.close()
 
-    def _drain(self, traffic: Traffic, sampler: Sampler) -> None:
-        """Until every ping is committed and in history, or the drain timeout."""
+    def _drain(self, traffic: Traffic, sampler: Sampler) -> Verification:
+        """Until every ping is processed and history has caught up, then check for loss
+        (again until the drain timeout while history is still landing)."""
         ledger = traffic.ledger
         deadline = time.monotonic() + self.scenario.drain_timeout_s
         while time.monotonic() < deadline:
             time.sleep(1)
             s = sampler.samples[-1] if sampler.samples else None
             self.on_progress(time.monotonic() - traffic.started, s, "draining")
-            if s is not None and s.lag_msgs == 0 and s.history_rows >= ledger.valid_pings:
-                return
+            if s is not None and s.lag_msgs == 0 and s.history_lag == 0:
+                break
+        while True:
+            verification = self._verify(ledger)
+            if verification.ok or time.monotonic() >= deadline:
+                return verification
+            self.on_progress(time.monotonic() - traffic.started, None, "waiting for history")
+            time.sleep(3)
 
     def _verify(self, ledger: Ledger) -> Verification:
         """History holds every valid ping once; Redis holds every driver's newest ping."""

@@ -3,11 +3,14 @@ wait for their consumer group to settle."""
 
 from __future__ import annotations
 
+import subprocess
+import sys
 import time
 from pathlib import Path
 
 from confluent_kafka.admin import AdminClient
 
+from fleet.settings import PROJECT_ROOT
 from load_tests.harness import WorkerProcess, free_port
 
 READY_S = 180.0
@@ -44,3 +47,37 @@ def wait_group(bootstrap: str, group: str, members: int, timeout_s: float = READ
             return
         time.sleep(0.5)
     raise RuntimeError(f"group {group} not stable with {members} members: {state}")
+
+
+LIST_CHANGELOGS = (
+    "from streams.worker import app\n"
+    "for table in app.tables.values():\n"
+    "    print(table.changelog_topic.get_topic_name())\n"
+)
+
+
+def create_changelogs(env: dict[str, str], bootstrap: str, partitions: int) -> list[str]:
+    """Create the app's table changelog topics before its first worker starts.
+
+    A worker started against an app id whose changelogs do not exist yet is assigned no
+    changelog partitions in its first generation, and its first writes to global tables
+    fail while the producer has no metadata for them (seen as dead-lettered plans), so a
+    run provisions them first, as a deployment would.
+    """
+    from confluent_kafka.admin import NewTopic
+
+    out = subprocess.run(
+        [sys.executable, "-c", LIST_CHANGELOGS], env=env, cwd=PROJECT_ROOT,
+        capture_output=True, text=True, check=True, timeout=120,
+    )  # fmt: skip
+    names = [line.strip() for line in out.stdout.splitlines() if line.strip()]
+    admin = AdminClient({"bootstrap.servers": bootstrap, "log_level": 0})
+    new = [NewTopic(n, num_partitions=partitions, replication_factor=1,
+                    config={"cleanup.policy": "compact"}) for n in names]  # fmt: skip
+    for future in admin.create_topics(new, operation_timeout=30).values():
+        try:
+            future.result()
+        except Exception as exc:
+            if "TOPIC_ALREADY_EXISTS" not in str(exc):
+                raise
+    return names

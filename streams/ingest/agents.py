@@ -3,9 +3,10 @@
 from __future__ import annotations
 
 import logging
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
+from typing import NamedTuple
 
-from faust.types import TP, EventT, StreamT
+from faust.types import TP, StreamT
 
 from fleet.clock import now_ms
 from fleet.decode import dead_letter, decode_ping_batch
@@ -25,49 +26,78 @@ log = logging.getLogger(__name__)
 SOURCE = topic_name(settings, PINGS)
 
 
-@app.agent(pings_topic)
+class PingRecord(NamedTuple):
+    """One message of fleet.pings as the batch step needs it, whoever consumed it."""
+
+    key: bytes | None
+    value: bytes | None
+    partition: int
+    offset: int
+    timestamp_s: float  # the Kafka record timestamp
+
+
+Highwater = Callable[[int], "int | None"]  # partition -> high watermark (None: unknown)
+
+
+def _faust_highwater(partition: int) -> int | None:
+    high = app.consumer.highwater(TP(SOURCE, partition))
+    return int(high) if high is not None else None
+
+
 async def ingest(stream: StreamT[bytes]) -> None:
+    """The Faust agent over fleet.pings (FLEET_PING_CONSUMER=agent)."""
     batches = stream.take_events(  # type: ignore[attr-defined]
         settings.batch_size, within=settings.batch_within_s
     )
     async for events in batches:
-        try:
-            await ingest_events(events)
-        except Exception:
-            # A bug must not stop the pipeline or lose the batch: isolate the culprit(s),
-            # starting again from the durable states.
-            log.exception("ingest batch of %d failed; retrying message by message", len(events))
-            forget()
-            await ingest_one_by_one(events)
+        records = [
+            PingRecord(e.key, e.value, e.message.partition, e.message.offset, e.message.timestamp)
+            for e in events
+        ]
+        await ingest_or_isolate(records, _faust_highwater)
 
 
-async def ingest_one_by_one(events: Sequence[EventT]) -> None:
+if settings.ping_consumer == "agent":
+    app.agent(pings_topic, name="streams.ingest.agents.ingest")(ingest)
+
+
+async def ingest_or_isolate(records: Sequence[PingRecord], highwater: Highwater) -> None:
+    """One batch; a bug must not stop the pipeline or lose the batch: on failure, isolate
+    the culprit(s) message by message, starting again from the durable states."""
+    try:
+        await ingest_records(records, highwater)
+    except Exception:
+        log.exception("ingest batch of %d failed; retrying message by message", len(records))
+        forget()
+        await ingest_one_by_one(records, highwater)
+
+
+async def ingest_one_by_one(records: Sequence[PingRecord], highwater: Highwater) -> None:
     """Process each message alone; one that still fails is dead-lettered (processing_error)."""
-    for event in events:
+    for record in records:
         try:
-            await ingest_events([event])
+            await ingest_records([record], highwater)
         except Exception as exc:
-            log.exception("ping at offset %s cannot be processed", event.message.offset)
+            log.exception("ping at offset %s cannot be processed", record.offset)
             PROCESSING_ERRORS.labels(PINGS).inc()
-            letter = dead_letter(SOURCE, event.value, processing_error(exc), now_ms())
-            await send_letter(PINGS, event.key, letter)
+            letter = dead_letter(SOURCE, record.value, processing_error(exc), now_ms())
+            await send_letter(PINGS, record.key, letter)
             metrics.PINGS_REJECTED.labels(letter.reason).inc()
 
 
-async def ingest_events(events: Sequence[EventT]) -> None:
+async def ingest_records(records: Sequence[PingRecord], highwater: Highwater) -> None:
     """One batch: decode, de-duplicate, move live positions, dead-letter the invalid."""
     received = now_ms()
     decoded = decode_ping_batch(
-        ((e.key, e.value) for e in events),
+        ((r.key, r.value) for r in records),
         source_topic=SOURCE,
         now_ms=received,
         max_future_ms=settings.max_future_ms,
         max_bytes=settings.max_message_bytes,
-        require_key=True,  # key_mismatch: live tracking and history alike
     )
     partition_of: dict[str, int] = {}
     for ping, i in zip(decoded.pings, decoded.positions, strict=True):
-        partition_of[ping.driver_id] = events[i].message.partition
+        partition_of[ping.driver_id] = records[i].partition
     load_states(partition_of)
     result = INGESTOR.ingest(decoded.pings)
     # Effects in an order that keeps a retried batch correct: the read model first (idempotent,
@@ -84,33 +114,38 @@ async def ingest_events(events: Sequence[EventT]) -> None:
     for dl_key, letter in decoded.dead_letters:
         await send_letter(PINGS, dl_key, letter)
         metrics.PINGS_REJECTED.labels(letter.reason).inc()
-    _observe(events, result.live.values(), written)
+    _observe(records, result.live.values(), written, highwater)
     metrics.PINGS_ACCEPTED.inc(len(result.accepted))
     metrics.PINGS_DUPLICATE.inc(result.duplicates)
     metrics.PINGS_LATE.inc(result.late)
     metrics.PINGS_JUMP.inc(result.jumps)
-    metrics.BATCH_SIZE.observe(len(events))
+    metrics.BATCH_SIZE.observe(len(records))
     if result.moved:
         # Subscribers' failures are theirs (logged, counted): valid pings already live are
         # neither undone nor dead-lettered.
         await hooks.moved_pings.fire(hooks.MovedPings(result.moved, received, partition_of))
 
 
-def _observe(events: Sequence[EventT], live: Iterable[LivePosition], written_ms: int) -> None:
+def _observe(
+    records: Sequence[PingRecord],
+    live: Iterable[LivePosition],
+    written_ms: int,
+    highwater: Highwater,
+) -> None:
     """Latency from each live ping's ts_ms and each record's Kafka timestamp; lag per partition."""
     event_clock = metrics.PING_TO_REDIS.labels("event")
     kafka_clock = metrics.PING_TO_REDIS.labels("kafka")
     for pos in live:
         event_clock.observe(max(0.0, (written_ms - pos.ping.ts_ms) / 1000))
     written_s = written_ms / 1000
-    last: dict[TP, int] = {}
-    for e in events:
-        kafka_clock.observe(max(0.0, written_s - e.message.timestamp))
-        last[e.message.tp] = e.message.offset
-    for tp, offset in last.items():
-        high = app.consumer.highwater(tp)
+    last: dict[int, int] = {}
+    for r in records:
+        kafka_clock.observe(max(0.0, written_s - r.timestamp_s))
+        last[r.partition] = r.offset
+    for partition, offset in last.items():
+        high = highwater(partition)
         if high is not None:
-            metrics.CONSUMER_LAG.labels(str(tp.partition)).set(max(0, high - 1 - offset))
+            metrics.CONSUMER_LAG.labels(str(partition)).set(max(0, high - 1 - offset))
 
 
 @app.timer(interval=min(1.0, max(settings.state_flush_s, 0.1)))

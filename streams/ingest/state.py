@@ -7,7 +7,7 @@ from collections.abc import Iterable
 
 from fleet.ingest import IngestConfig, Ingestor, decode_state, encode_state
 from streams.app import app, settings, source_partitioned_table
-from streams.coalesce import DueWrites
+from streams.coalesce import DueWrites, on_save_all
 
 log = logging.getLogger(__name__)
 
@@ -43,6 +43,9 @@ def save_states(drivers: Iterable[str]) -> None:
         state = states.get(driver)
         if state is not None:
             driver_states[driver.encode()] = encode_state(state)
+
+
+on_save_all(unsaved, save_states)
 
 
 def forget() -> None:

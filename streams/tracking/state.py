@@ -21,7 +21,7 @@ from fleet.tracking.read_model import DriverFields
 from fleet.tracking.sync import PlanRecord, sync_plan
 from fleet.tracking.tracker import DriverTrack, PlanGeometry, TrackResult
 from streams.app import app, global_bytes_table, settings, source_partitioned_table
-from streams.coalesce import DueWrites
+from streams.coalesce import DueWrites, on_save_all
 
 log = logging.getLogger(__name__)
 
@@ -154,6 +154,9 @@ def write_tracks(driver_ids: Iterable[str]) -> None:
         stored = _track_cache.get(driver_id)
         if stored is not None:
             tracks[driver_id.encode()] = msgspec.json.encode(stored)
+
+
+on_save_all(_unsaved_tracks, write_tracks)
 
 
 def write_due_tracks() -> None:
