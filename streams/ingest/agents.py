@@ -94,6 +94,7 @@ async def ingest_records(records: Sequence[PingRecord], highwater: Highwater) ->
         now_ms=received,
         max_future_ms=settings.max_future_ms,
         max_bytes=settings.max_message_bytes,
+        require_key=True,  # key_mismatch: live tracking and history alike
     )
     partition_of: dict[str, int] = {}
     for ping, i in zip(decoded.pings, decoded.positions, strict=True):
