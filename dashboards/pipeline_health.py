@@ -49,6 +49,9 @@ SECTIONS: dict[str, list[Graph]] = {
                (_quantile(0.99, "fleet_ping_to_redis_seconds", "clock"), "p99 from {{clock}}"))),
         Graph("Consumer lag by partition", "short", "Messages behind the high watermark.",
               (("sum by (partition) (fleet_consumer_lag)", "partition {{partition}}"),)),
+        Graph("Pings read / s by partition", "ops",
+              "Progress of the batch ping consumer: its next offset per partition, as a rate.",
+              (("sum by (partition) (rate(fleet_ping_position[1m]))", "partition {{partition}}"),)),
         Graph("Mean ingest batch size", "short", "Messages per ingest batch.",
               ((f"{_rate('fleet_ingest_batch_size_sum')} / "
                 f"{_rate('fleet_ingest_batch_size_count')}", "messages per batch"),)),
