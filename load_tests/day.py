@@ -202,27 +202,33 @@ def _route(
     run: str,
     windows: list[tuple[int, int]],
 ) -> DayRoute:
-    """A round from the hub: a walk of short legs that bends back towards its territory."""
+    """A round from the hub through a block of streets, row by row (a serpentine: the line
+    never crosses itself, so a fix projects onto one place of it)."""
     angle = rng.uniform(0, 2 * math.pi)
     reach = rng.uniform(120, 450) * params.scale
     territory = offset(*hub, reach * math.cos(angle), reach * math.sin(angle))
     n = rng.randint(*params.stops)
-    here, heading = territory, rng.uniform(0, 2 * math.pi)
+    per_row = rng.randint(4, 7)
+    gap = rng.uniform(50.0, 80.0) * params.scale
+    leg = rng.uniform(*params.leg_m) * params.scale
+    turn = rng.uniform(0, 2 * math.pi)
+    rows = (n + per_row - 1) // per_row
     points = []
-    for _ in range(n):
-        points.append(here)
-        heading += rng.uniform(-0.9, 0.9)
-        back = math.atan2(territory[0] - here[0], territory[1] - here[1])
-        if haversine_m(*here, *territory) > 150 * params.scale:  # bend back home
-            heading = 0.6 * heading + 0.4 * back
-        leg = rng.uniform(*params.leg_m) * params.scale
-        here = offset(*here, leg * math.cos(heading), leg * math.sin(heading))
+    for k in range(n):
+        row, col = divmod(k, per_row)
+        if row % 2:
+            col = per_row - 1 - col
+        x = (col - (per_row - 1) / 2) * leg + rng.uniform(-4, 4)
+        y = (row - (rows - 1) / 2) * gap + rng.uniform(-4, 4)
+        east = x * math.cos(turn) - y * math.sin(turn)
+        north = x * math.sin(turn) + y * math.cos(turn)
+        points.append(offset(*territory, east, north))
     stops, t_ms, prev = [], start_ms, hub
     for k, (lat, lon) in enumerate(points):
         t_ms += travel_ms(travel, prev, (lat, lon), t_ms)
         service = round(rng.uniform(*params.service_s) * params.scale, 1)
         slot = next((w for w in windows if w[0] <= t_ms < w[1]), windows[-1])
-        grace = slot[1] - slot[0]  # a window spans two slots, as 2-hour windows do in 8 hours
+        grace = 2 * (slot[1] - slot[0])  # a window spans three slots: 3 hours of an 8-hour day
         stops.append(
             Stop(
                 stop_id=f"st-{k + 1:02d}",
@@ -413,7 +419,9 @@ class DayDriver:
                 (lat - t_lat) * 111_320.0,
                 (lon - t_lon) * 111_320.0 * math.cos(math.radians(lat)),
             )
-            norm = math.hypot(dn, de) or 1.0
+            norm = math.hypot(dn, de)
+            if norm < 1.0:
+                dn, de, norm = 0.0, 1.0, 1.0
             lat, lon = offset(lat, lon, de / norm * detour_m, dn / norm * detour_m)
         sigma = self.params.gps_sigma_m
         lat, lon = offset(lat, lon, self.rng.gauss(0, sigma), self.rng.gauss(0, sigma))

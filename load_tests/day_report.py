@@ -18,7 +18,7 @@ import h3
 from fleet.geo import haversine_m
 from fleet.records import Order, RoutePlan
 from load_tests.day import Day
-from load_tests.day_story import Story, describe_alert, describe_decision
+from load_tests.day_story import AlertRecord, Story, describe_alert, describe_decision
 
 STATUS_COLOURS = {
     "on_schedule": "#2ca02c",
@@ -215,24 +215,36 @@ def summary(
 
 
 def exception_rows(story: Story) -> list[list[str]]:
-    """Each alert in order of opening, with how it ended and the decisions it led to."""
-    rows = []
+    """Each alert in order of opening, with how it ended and the decisions it led to; the
+    ``eta_window_risk`` alerts a route opens in one second (one prediction) share a row."""
+    groups: dict[tuple[str, str, int], list[AlertRecord]] = {}
     for record in sorted(story.alerts.values(), key=lambda r: r.alert.opened_ms):
         a = record.alert
-        taken = story.decisions_for(record)
+        key = (a.kind, a.alert_id, 0)
+        if a.kind == "eta_window_risk":
+            key = (a.kind, a.route_id or "", a.opened_ms // 1000)
+        groups.setdefault(key, []).append(record)
+    rows = []
+    for records in groups.values():
+        a = records[0].alert
+        taken = {id(d): d for r in records for d in story.decisions_for(r)}.values()
         decision = "; ".join(
             f"{d.update.cause} -> {d.update.route_id} v{d.update.version} ({describe_decision(d)})"
             for d in taken
         )
+        detail = describe_alert(a)
+        if len(records) > 1:
+            stops = ", ".join(str(r.alert.details.get("stop_id", "")) for r in records)
+            detail = f"{len(records)} stops at risk: {stops}"
+        ends = [r.resolved_ms for r in records]
         resolved = "open"
-        if record.resolved_ms is not None:
-            resolved = f"{(record.resolved_ms - a.opened_ms) / 1000:.0f} s later"
-            if record.resolution:
-                resolved += f" ({record.resolution})"
-        rows.append(
-            [_t(a.opened_ms), a.kind, a.driver_id, a.route_id or "", describe_alert(a),
-             resolved, decision or _no_decision(a.kind)]
-        )  # fmt: skip
+        if all(end is not None for end in ends):
+            last = max(end for end in ends if end is not None)
+            resolved = f"{(last - a.opened_ms) / 1000:.0f} s later"
+            if len(records) == 1 and records[0].resolution:
+                resolved += f" ({records[0].resolution})"
+        rows.append([_t(a.opened_ms), a.kind, a.driver_id, a.route_id or "", detail, resolved,
+                     decision or _no_decision(a.kind)])  # fmt: skip
     return rows
 
 

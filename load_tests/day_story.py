@@ -247,8 +247,9 @@ def describe_alert(alert: Alert) -> str:
         )
     if alert.kind == "unassigned_order":
         return str(d.get("reason", ""))
-    if alert.kind == "eta_window_risk":
-        return str(d.get("stop_id", ""))
+    if alert.kind == "eta_window_risk" and "p90_ms" in d and "window_end_ms" in d:
+        late = (int(d["p90_ms"]) - int(d["window_end_ms"])) / 1000
+        return f"{d.get('stop_id', '')}: p90 {late:.0f} s after its window"
     return ""
 
 
