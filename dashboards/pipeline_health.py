@@ -72,6 +72,12 @@ SECTIONS: dict[str, list[Graph]] = {
         Graph("Dead letters not sent / s", "ops",
               "Dead letters that could not be published (logged): input lost to the DLQ.",
               ((_rate("fleet_dead_letter_failures_total", "source"), "{{source}}"),)),
+        Graph("Read-model rebuilds", "short",
+              "Rebuilds of the Redis read model from the tables after Redis lost data, per 5 "
+              "min, and the slowest rebuild.",
+              (("sum(increase(fleet_read_model_rebuilds_total[5m]))", "rebuilds / 5 min"),
+               ("histogram_quantile(1, sum by (le) "
+                "(rate(fleet_read_model_rebuild_seconds_bucket[30m])))", "longest (s)"))),
         Graph("Store retries / s by effect", "ops",
               "Writes to Redis retried after a transient failure.",
               ((_rate("fleet_effect_retries_total", "effect"), "{{effect}}"),)),
