@@ -61,6 +61,7 @@ class Scenario:
     orders_per_min: float = 20.0
     commands_per_min: float = 10.0
     drain_timeout_s: float = 120.0
+    plans_timeout_s: float = 60.0
     steps_pings_per_s: tuple[float, ...] = ()
     step_s: float = 45.0
     shift_rotation_s: float = 0.0

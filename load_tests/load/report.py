@@ -182,7 +182,7 @@ def markdown(result: RunResult, slo: Slo, plots: list[str], command: str) -> str
         f"{sc.description}. Run `{result.run_id}` started {result.started_utc}, "
         f"{result.workers} worker(s), sent for {result.send_s:.0f} s, drained in "
         f"{result.drain_s:.0f} s. Machine: {result.machine['cpus']:.0f} CPUs, load average "
-        f"{result.machine['load1']:.1f} (1 min) at the end.",
+        f"{result.machine['load1']:.1f} (1 min) at the end. Start of day: {result.plans_note}.",
         "",
         f"Command: `{command}`",
         "",

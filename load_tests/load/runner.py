@@ -91,6 +91,7 @@ class RunResult:
     lag_group: str
     machine: dict[str, float]
     stopped_early_at_s: float | None = None
+    plans_note: str = ""
 
 
 class RunEnv:
@@ -181,6 +182,7 @@ class Run:
         self.killed: list[Worker] = []
         self.restoring: list[threading.Thread] = []
         self.stopped_early: float | None = None
+        self.plans_note = ""
 
     # --- set-up and tear-down ------------------------------------------------------------
     def _start_stack(self) -> None:
@@ -286,7 +288,13 @@ class Run:
         self.on_progress(0.0, None, "publishing plans")
         traffic.publish_plans()
         lag = KafkaLag(env.settings.kafka_bootstrap, env.topic(PINGS), sc.partitions)
-        self._wait_consumed(env.topic(ROUTES), 120)
+        plans_started = time.monotonic()
+        plans_done = self._wait_consumed(env.topic(ROUTES), sc.plans_timeout_s)
+        self.plans_note = (
+            f"{traffic.ledger.plans:,} plans consumed in {time.monotonic() - plans_started:.0f} s"
+            if plans_done
+            else f"plans still being consumed after {sc.plans_timeout_s:.0f} s: pings started"
+        )
         outputs = OutputReader(env.settings.kafka_bootstrap, env.topic, traffic.ledger.sent_wall_ms)
         outputs.start()
         ledger = traffic.ledger
@@ -321,6 +329,7 @@ class Run:
             samples=sampler.samples, outputs=outputs.outputs, ledger=ledger,
             verification=verification, faults=self.faults, send_s=send_s, drain_s=drain_s,
             lag_group=sampler.lag_group, machine=_machine(), stopped_early_at_s=self.stopped_early,
+            plans_note=self.plans_note,
         )  # fmt: skip
 
     def _send(self, traffic: Traffic, sampler: Sampler) -> float:
@@ -350,7 +359,7 @@ class Run:
             else:
                 next_tick = time.monotonic()
 
-    def _wait_consumed(self, topic: str, timeout_s: float) -> None:
+    def _wait_consumed(self, topic: str, timeout_s: float) -> bool:
         """Until the app's group has committed everything on ``topic`` (e.g. the plans)."""
         env = self.env
         probe = KafkaLag(env.settings.kafka_bootstrap, topic, self.scenario.partitions)
@@ -359,10 +368,11 @@ class Run:
             while time.monotonic() < deadline:
                 behind, group = probe.lag([env.settings.app_id], {})
                 if group and behind == 0:
-                    return
+                    return True
                 time.sleep(1)
         finally:
             probe.close()
+        return False
 
     def _drain(self, traffic: Traffic, sampler: Sampler) -> Verification:
         """Until every ping is processed and history has caught up, then check for loss
