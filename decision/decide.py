@@ -7,6 +7,7 @@ result is worth issuing, with the rationale in numbers.
 
 from __future__ import annotations
 
+import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from typing import Any
@@ -21,8 +22,9 @@ from decision.live import (
     moved_stops,
     plans_from_solution,
 )
-from decision.params import SolveParams
+from decision.params import ObjectiveWeights, SolveParams
 from decision.policy import ReplanPolicy
+from decision.problem import Problem, Vehicle
 from decision.solution import Dropped, ObjectiveTerms, evaluate, simulate_route
 from decision.solver import drop_reason, solve
 from decision.travel import TravelTimes
@@ -88,13 +90,24 @@ def _solve_and_judge(
     *,
     force_routes: Sequence[str] = (),
     candidates: list[dict[str, Any]] | None = None,
+    began: float | None = None,
+    cache: InsertionCache | None = None,
 ) -> Decision:
-    """Solve, compare with the current plans and decide; ``policy`` None: no margin."""
+    """Solve, compare with the current plans and decide; ``policy`` None: no margin.
+
+    ``began`` (perf_counter) makes the time limit the whole decision's: what was spent
+    before the search, and ``FINISH_S`` for what follows it, come out of the search's time.
+    """
     problem = live.problem
     weights = params.weights
     before_seq = _sequences(live)
     before_terms, _ = evaluate(problem, before_seq)
-    solution = solve(problem, params)
+    new_ids_exist = any(not j.committed for j in problem.jobs)
+    initial = seeded_routes(problem, params.weights, cache) if new_ids_exist else None
+    if began is not None:
+        left = params.time_limit_s - (time.perf_counter() - began) - FINISH_S
+        params = replace(params, time_limit_s=max(MIN_SEARCH_S, left))
+    solution = solve(problem, params, initial=initial)
     new_ids = [j.job_id for j in problem.jobs if not j.committed]
     if solution.status == "infeasible":
         return Decision(
@@ -105,15 +118,10 @@ def _solve_and_judge(
             "infeasible",
         )
     after_seq = solution.sequences()
-    moved = moved_stops(before_seq, after_seq)
+    moved = sorted({live.stop_id(j) for j in moved_stops(before_seq, after_seq)})
+    dropped = [replace(d, job_id=live.stop_id(d.job_id)) for d in solution.dropped]
     rationale = _rationale(
-        before_terms,
-        solution.terms,
-        params,
-        moved,
-        solution.solver_ms,
-        solution.dropped,
-        candidates,
+        before_terms, solution.terms, params, moved, solution.solver_ms, dropped, candidates
     )
     placed = {j: r for r, seq in after_seq.items() for j in seq if j in new_ids}
     unassigned = {d.job_id: d for d in solution.dropped if d.job_id in new_ids}
@@ -179,48 +187,102 @@ def _terms(t: ObjectiveTerms) -> dict[str, float]:
     }
 
 
+InsertionCache = dict[tuple[str, tuple[str, ...], str], tuple[tuple[float, int] | None, set[str]]]
+FINISH_S = 0.1  # evaluating and writing the plans after the search
+MIN_SEARCH_S = 0.05
+
+
+def best_insertion(
+    problem: Problem,
+    vehicle: Vehicle,
+    seq: Sequence[str],
+    job_id: str,
+    weights: ObjectiveWeights,
+    cache: InsertionCache | None = None,
+) -> tuple[tuple[float, int] | None, set[str]]:
+    """The cheapest feasible place of a new job in a sequence (added cost, position), and
+    what fails elsewhere: ``window``, ``shift``, ``capacity``, ``stop_id_taken``."""
+    key = (vehicle.vehicle_id, tuple(seq), job_id)
+    if cache is not None and key in cache:
+        return cache[key]
+    result = _best_insertion(problem, vehicle, seq, job_id, weights)
+    if cache is not None:
+        cache[key] = result
+    return result
+
+
+def _best_insertion(
+    problem: Problem, vehicle: Vehicle, seq: Sequence[str], job_id: str, weights: ObjectiveWeights
+) -> tuple[tuple[float, int] | None, set[str]]:
+    job = problem.job(job_id)
+    base = simulate_route(problem, vehicle, seq)
+    base_cost = weights.travel * base.travel + weights.late * sum(v.late for v in base.visits)
+    reasons: set[str] = set()
+    if vehicle.capacity is not None and base.load + job.demand > vehicle.capacity:
+        reasons.add("capacity")
+    if vehicle.vehicle_id in job.barred:
+        reasons.add("stop_id_taken")
+    if reasons:
+        return None, reasons
+    best: tuple[float, int] | None = None
+    # Not before the approached stop, nor before a locked stop (it keeps its place).
+    pinned = [p + 1 for p, j in enumerate(seq) if problem.job(j).locked]
+    first = max([1 if vehicle.first_job else 0, *pinned])
+    for pos in range(first, len(seq) + 1):
+        route = simulate_route(problem, vehicle, [*seq[:pos], job_id, *seq[pos:]])
+        visit = route.visits[pos]
+        if visit.late > 0 and (job.hard_window or problem.hard_windows):
+            reasons.add("window")
+            continue
+        if vehicle.shift_end is not None and route.end_time > vehicle.shift_end:
+            reasons.add("shift")
+            continue
+        cost = weights.travel * route.travel + weights.late * sum(v.late for v in route.visits)
+        if best is None or cost - base_cost < best[0]:
+            best = (cost - base_cost, pos)
+    return best, reasons
+
+
 def insertion_candidates(
-    live: LiveProblem, stop_id: str, params: SolveParams
+    live: LiveProblem, stop_id: str, params: SolveParams, cache: InsertionCache | None = None
 ) -> list[dict[str, Any]]:
     """Each route's cheapest insertion of a new stop: cost, and whether window, load, shift fit."""
-    problem = live.problem
-    job = problem.job(stop_id)
-    weights = params.weights
     out = []
-    for vehicle in problem.vehicles:
-        seq = list(vehicle.route)
-        base = simulate_route(problem, vehicle, seq)
-        base_cost = weights.travel * base.travel + weights.late * sum(v.late for v in base.visits)
-        best: tuple[float, str] | None = None
-        reasons: set[str] = set()
-        if vehicle.capacity is not None and base.load + job.demand > vehicle.capacity:
-            reasons.add("capacity")
-        # Not before the approached stop, nor before a locked stop (it keeps its place).
-        pinned = [p + 1 for p, j in enumerate(seq) if problem.job(j).locked]
-        first = max([1 if vehicle.first_job else 0, *pinned])
-        for pos in range(first, len(seq) + 1):
-            route = simulate_route(problem, vehicle, [*seq[:pos], stop_id, *seq[pos:]])
-            visit = next(v for v in route.visits if v.job_id == stop_id)
-            if visit.late > 0:
-                reasons.add("window")
-                continue
-            if vehicle.shift_end is not None and route.end_time > vehicle.shift_end:
-                reasons.add("shift")
-                continue
-            cost = weights.travel * route.travel + weights.late * sum(v.late for v in route.visits)
-            if best is None or cost - base_cost < best[0]:
-                best = (cost - base_cost, "")
-        feasible = best is not None and "capacity" not in reasons
+    for vehicle in live.problem.vehicles:
+        best, reasons = best_insertion(
+            live.problem, vehicle, vehicle.route, stop_id, params.weights, cache
+        )
         out.append(
             {
                 "route_id": vehicle.vehicle_id,
                 "insertion_cost": round(best[0], 1) if best is not None else None,
-                "feasible": feasible,
-                "why_not": [] if feasible else sorted(reasons),
+                "feasible": best is not None,
+                "why_not": [] if best is not None else sorted(reasons),
             }
         )
     out.sort(key=lambda c: (not c["feasible"], c["insertion_cost"] or 0.0, c["route_id"]))
     return out
+
+
+def seeded_routes(
+    problem: Problem, weights: ObjectiveWeights, cache: InsertionCache | None = None
+) -> dict[str, list[str]]:
+    """The current sequences with every new job at its cheapest feasible place (greedy, the
+    most urgent first): the search starts from there, so a short budget still places them."""
+    sequences = {v.vehicle_id: list(v.route) for v in problem.vehicles}
+    new = [j for j in problem.jobs if not j.committed]
+    new.sort(key=lambda j: (j.window_end if j.window_end is not None else float("inf"), j.job_id))
+    for job in new:
+        choice: tuple[float, str, int] | None = None
+        for vehicle in problem.vehicles:
+            best, _ = best_insertion(
+                problem, vehicle, sequences[vehicle.vehicle_id], job.job_id, weights, cache
+            )
+            if best is not None and (choice is None or best[0] < choice[0]):
+                choice = (best[0], vehicle.vehicle_id, best[1])
+        if choice is not None:
+            sequences[choice[1]].insert(choice[2], job.job_id)
+    return sequences
 
 
 def assign_orders(
@@ -236,6 +298,7 @@ def assign_orders(
     Candidates are scored by insertion cost with window, capacity and shift checks; the
     solve then places every order (re-sequencing the receiving routes) or reports why not.
     """
+    began = time.perf_counter()
     stops = [order_stop(o) for o in orders]
     chosen: dict[str, RouteState] = {}
     open_states = [s for s in states if s.route_id not in {x for st in states for x in st.excluded}]
@@ -249,8 +312,11 @@ def assign_orders(
         }
         return Decision("assign", {}, {"candidates": []}, False, "not_placed", {}, dropped)
     live = build_problem(list(chosen.values()), now_ms, travel, new_stops=stops)
-    scored = {s.stop_id: insertion_candidates(live, s.stop_id, params) for s in stops}
-    decision = _solve_and_judge(live, params, "assign", None, candidates=[])
+    cache: InsertionCache = {}
+    scored = {s.stop_id: insertion_candidates(live, s.stop_id, params, cache) for s in stops}
+    decision = _solve_and_judge(
+        live, params, "assign", None, candidates=[], began=began, cache=cache
+    )
     winners = decision.assigned
     cands: list[dict[str, Any]] = []
     for stop in stops:
@@ -307,6 +373,7 @@ def replan(
     ``policy`` gates the result on the gain margin (automatic triggers); a dispatcher's
     ``optimize`` passes ``force`` to get an answer even when nothing improves.
     """
+    began = time.perf_counter()
     by_id = {s.route_id: s for s in states}
     own = by_id[route_id]
     involved = [own]
@@ -314,7 +381,9 @@ def replan(
     if neighbours and pos is not None:
         involved += nearest_routes(states, pos.lat, pos.lon, neighbours, exclude=[route_id])
     live = build_problem(involved, now_ms, travel)
-    return _solve_and_judge(live, params, cause, policy, force_routes=[route_id] if force else ())
+    return _solve_and_judge(
+        live, params, cause, policy, force_routes=[route_id] if force else (), began=began
+    )
 
 
 def retry_stop_id(stop_id: str) -> str:
@@ -345,6 +414,7 @@ def reinsert_failed(
 ) -> Decision:
     """A failed stop gets a new attempt, no sooner than ``retry_after_s``, on its route or a
     nearby one, where its window still allows; ``assigned`` maps the attempt's id."""
+    began = time.perf_counter()
     by_id = {s.route_id: s for s in states}
     own = by_id[route_id]
     failed = next((s for s in own.plan.stops if s.stop_id == stop_id), None)
@@ -362,8 +432,11 @@ def reinsert_failed(
     involved = [replace(own, driver=replace(driver, done=done))]
     involved += nearest_routes(states, failed.lat, failed.lon, neighbours, exclude=[route_id])
     live = build_problem(involved, now_ms, travel, new_stops=[retry])
-    cands = insertion_candidates(live, retry.stop_id, params)
-    decision = _solve_and_judge(live, params, "failed_delivery", None, candidates=cands)
+    cache: InsertionCache = {}
+    cands = insertion_candidates(live, retry.stop_id, params, cache)
+    decision = _solve_and_judge(
+        live, params, "failed_delivery", None, candidates=cands, began=began, cache=cache
+    )
     if retry.stop_id not in decision.assigned:
         return replace(decision, plans={}, issue=False, reason="not_placed")
     return replace(decision, plans=receivers_only(decision, {s.route_id: s for s in involved}))
@@ -380,6 +453,7 @@ def reassign_stale(
     neighbours: int = 3,
 ) -> Decision:
     """A silent driver's time-critical stops (window ending soon) move to nearby routes."""
+    began = time.perf_counter()
     by_id = {s.route_id: s for s in states}
     own = by_id[route_id]
     horizon = now_ms + int(critical_within_s * 1000)
@@ -399,7 +473,7 @@ def reassign_stale(
         for s in critical
         for c in (dict(x, stop_id=s.stop_id) for x in insertion_candidates(live, s.stop_id, params))
     ]
-    decision = _solve_and_judge(live, params, "reassign_stale", None, candidates=cands)
+    decision = _solve_and_judge(live, params, "reassign_stale", None, candidates=cands, began=began)
     moved = [s.stop_id for s in critical if s.stop_id in decision.assigned]
     if not moved:
         return replace(decision, plans={}, issue=False, reason="not_placed")

@@ -63,8 +63,12 @@ class LiveProblem:
 
     problem: Problem
     states: Mapping[str, RouteState]
-    stops: Mapping[str, Stop]
+    stops: Mapping[str, Stop]  # by job id: ``route/stop`` for routes' stops, stop_id for new
     now_ms: int
+
+    def stop_id(self, job_id: str) -> str:
+        """The contract stop id of a job."""
+        return self.stops[job_id].stop_id
 
 
 def build_problem(
@@ -81,6 +85,12 @@ def build_problem(
     ``release`` names, per route, stops that must leave it (a stale driver's stops).
     """
     release = release or {}
+    # Stop ids are unique within a route only: a stop may not move to a route whose plan
+    # already has its id (the driver app could not tell the two apart).
+    ids_on: dict[str, set[str]] = {}
+    for state in states:
+        for stop in state.plan.stops:
+            ids_on.setdefault(stop.stop_id, set()).add(state.route_id)
     places: list[Place] = []
     stops: dict[str, Stop] = {}
     jobs: list[Job] = []
@@ -99,13 +109,15 @@ def build_problem(
         released = set(release.get(plan.route_id, ()))
         route: list[str] = []
         for stop in state.remaining():
-            if stop.stop_id in stops:
-                continue  # a stop listed twice keeps its first route
-            stops[stop.stop_id] = stop
+            jid = route_job_id(plan.route_id, stop.stop_id)
+            if jid in stops:
+                continue  # a stop listed twice on a route keeps its first place
+            stops[jid] = stop
             places.append(Place(stop.stop_id, stop.lat, stop.lon))
             locked = stop.stop_id in state.locked and stop.stop_id not in released
             jobs.append(
                 _job(
+                    jid,
                     stop,
                     len(places) - 1,
                     now_ms,
@@ -113,14 +125,16 @@ def build_problem(
                     locked=locked,
                     seen=state.driver is not None,
                     current=None if stop.stop_id in released else plan.route_id,
+                    barred=frozenset(ids_on[stop.stop_id] - {plan.route_id}),
                 )
             )
             if stop.stop_id not in released:
-                route.append(stop.stop_id)
+                route.append(jid)
         started = state.driver is not None
         start_s = 0.0 if started else max(0.0, _seconds(plan.shift_start_ms, now_ms) or 0.0)
         approaching = state.driver.approaching if state.driver else None
-        first = approaching if approaching in route and approaching not in released else None
+        near = route_job_id(plan.route_id, approaching) if approaching else None
+        first = near if near in route and approaching not in released else None
         if first is not None:
             route.remove(first)
             route.insert(0, first)
@@ -143,6 +157,7 @@ def build_problem(
         places.append(Place(stop.stop_id, stop.lat, stop.lon))
         jobs.append(
             _job(
+                stop.stop_id,
                 stop,
                 len(places) - 1,
                 now_ms,
@@ -151,13 +166,20 @@ def build_problem(
                 seen=False,
                 current=None,
                 hard=True,
+                barred=frozenset(ids_on.get(stop.stop_id, ())),
             )
         )
     problem = Problem(tuple(vehicles), tuple(jobs), travel.matrix(places, now_ms), scale=10)
     return LiveProblem(problem, {s.route_id: s for s in states}, stops, now_ms)
 
 
+def route_job_id(route_id: str, stop_id: str) -> str:
+    """The job id of a route's stop: stop ids need only be unique within their route."""
+    return f"{route_id}/{stop_id}"
+
+
 def _job(
+    job_id: str,
     stop: Stop,
     location: int,
     now_ms: int,
@@ -167,9 +189,10 @@ def _job(
     seen: bool,
     current: str | None,
     hard: bool = False,
+    barred: frozenset[str] = frozenset(),
 ) -> Job:
     return Job(
-        job_id=stop.stop_id,
+        job_id=job_id,
         location=location,
         window_start=_seconds(stop.window_start_ms, now_ms),
         window_end=_seconds(stop.window_end_ms, now_ms),
@@ -181,6 +204,7 @@ def _job(
         current_vehicle=current,
         committed=committed,
         hard_window=hard,
+        barred=barred,
     )
 
 

@@ -30,6 +30,7 @@ class Job:
     current_vehicle: str | None = None
     committed: bool = False  # already promised on a route: dropping it weighs ten times more
     hard_window: bool = False  # served by its window end or not at all (new orders)
+    barred: frozenset[str] = frozenset()  # vehicles it may not go to (its id is taken there)
 
 
 @dataclass(frozen=True)

@@ -133,7 +133,7 @@ def evaluate(
     )
     terms = ObjectiveTerms(
         travel_s=sum(r.travel for r in routes if r.visits),
-        late_s=sum(v.late for r in routes for v in r.visits),
+        late_s=sum(v.late for r in routes for v in r.visits) + _overtime(problem, routes),
         unserved=len(unserved),
         disruption=disruption,
         vehicles=sum(1 for r in routes if r.visits),
@@ -141,6 +141,15 @@ def evaluate(
         unserved_weighted=float(sum(1 + max(0, j.priority) for j in unserved)),
     )
     return terms, routes
+
+
+def _overtime(problem: Problem, routes: Sequence[Route]) -> float:
+    """Seconds routes end past their shift (counted with lateness; Solomon has none)."""
+    total = 0.0
+    for vehicle, route in zip(problem.vehicles, routes, strict=True):
+        if vehicle.shift_end is not None and route.visits:
+            total += max(0.0, route.end_time - vehicle.shift_end)
+    return total
 
 
 def violations(problem: Problem, sequences: Mapping[str, Sequence[str]]) -> list[str]:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import math
 import random
 import time
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
 import numpy as np
@@ -12,8 +13,8 @@ import numpy.typing as npt
 from ortools.constraint_solver import pywrapcp, routing_enums_pb2
 
 from decision.params import SolveParams
-from decision.problem import Problem
-from decision.solution import Dropped, Solution, evaluate
+from decision.problem import Problem, Vehicle
+from decision.solution import Dropped, Solution, evaluate, simulate_route
 
 IntMatrix = npt.NDArray[np.int64]
 
@@ -60,8 +61,28 @@ def _steps_down(problem: Problem, t: float) -> int:
     return math.floor(t * problem.scale + 1e-9)
 
 
-def solve(problem: Problem, params: SolveParams) -> Solution:
-    """Solve a problem within the time limit; the plan always honours locks and the first stop."""
+def _shift_limit(problem: Problem, vehicle: Vehicle, current: Sequence[str]) -> int:
+    """The latest end of a route in solver steps: its shift end, or, when the current plan
+    already ends later (a live driver behind schedule), that end, so the current plan stays
+    a valid start. Live problems allow the rounding of one step per leg; Solomon's
+    (``hard_windows``) limit is exact."""
+    assert vehicle.shift_end is not None
+    limit = _steps_down(problem, vehicle.shift_end)
+    if problem.hard_windows:
+        return limit
+    route = [j for j in current if problem.has_job(j)]
+    end = simulate_route(problem, vehicle, route).end_time if route else vehicle.start_time
+    return max(limit, _steps_up(problem, end)) + len(route) + 2
+
+
+def solve(
+    problem: Problem, params: SolveParams, initial: Mapping[str, Sequence[str]] | None = None
+) -> Solution:
+    """Solve a problem within the time limit; the plan always honours locks and the first stop.
+
+    The search starts from ``initial`` (sequences by vehicle) when given and feasible, else
+    from the vehicles' current routes when feasible, else from the first-solution strategy.
+    """
     began = time.perf_counter()
     weights = params.weights
     nodes = _layout(problem, params.seed)
@@ -116,7 +137,13 @@ def solve(problem: Problem, params: SolveParams) -> Solution:
         latest = starts[i] if v.latest_start is None else _steps_down(problem, v.latest_start)
         time_dim.CumulVar(routing.Start(i)).SetRange(max(0, starts[i]), max(0, starts[i], latest))
         if v.shift_end is not None:
-            time_dim.CumulVar(routing.End(i)).SetMax(max(0, _steps_down(problem, v.shift_end)))
+            end = _shift_limit(problem, v, (initial or {}).get(v.vehicle_id, v.route))
+            time_dim.CumulVar(routing.End(i)).SetMax(max(0, end))
+            if end > _steps_down(problem, v.shift_end) and scaled_late:
+                # The current plan already runs past the shift: no worse than now, and every
+                # minute of overtime costs like lateness.
+                shift_end = max(0, _steps_down(problem, v.shift_end))
+                time_dim.SetCumulVarSoftUpperBound(routing.End(i), shift_end, scaled_late)
         routing.AddVariableMinimizedByFinalizer(time_dim.CumulVar(routing.End(i)))
 
     if any(v.capacity is not None for v in problem.vehicles):
@@ -166,6 +193,9 @@ def solve(problem: Problem, params: SolveParams) -> Solution:
         if jid in pinned:
             routing.VehicleVar(index).SetValue(pinned[jid])  # mandatory, on this vehicle
             continue
+        barred = [vindex[v] for v in job.barred if v in vindex]
+        if barred:
+            routing.VehicleVar(index).RemoveValues(barred)
         if not job.required:
             weight = weights.unserved * (1 + max(0, job.priority)) * (10 if job.committed else 1)
             drop = round(weight * problem.scale)
@@ -200,14 +230,21 @@ def solve(problem: Problem, params: SolveParams) -> Solution:
         search.solution_limit = params.solution_limit
 
     assignment = None
-    warm = [
-        [manager.NodeToIndex(jnode[j]) for j in v.route if j not in unreachable]
-        for v in problem.vehicles
-    ]
-    if any(warm):
-        initial = routing.ReadAssignmentFromRoutes(warm, True)
-        if initial is not None:
-            assignment = routing.SolveFromAssignmentWithParameters(initial, search)
+    warm_starts: list[Mapping[str, Sequence[str]]] = [initial] if initial is not None else []
+    warm_starts.append({v.vehicle_id: v.route for v in problem.vehicles})
+    for start in warm_starts:
+        warm = [
+            [manager.NodeToIndex(jnode[j]) for j in start.get(v.vehicle_id, ()) if j in jnode
+             and j not in unreachable]
+            for v in problem.vehicles
+        ]  # fmt: skip
+        first_assignment = routing.ReadAssignmentFromRoutes(warm, True) if any(warm) else None
+        if first_assignment is not None:
+            # A search stopped by the clock before its first step returns nothing: the
+            # starting plan itself is then the answer.
+            found = routing.SolveFromAssignmentWithParameters(first_assignment, search)
+            assignment = found if found is not None else first_assignment
+            break
     if assignment is None:
         assignment = routing.SolveWithParameters(search)
     solver_ms = int((time.perf_counter() - began) * 1000)

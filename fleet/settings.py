@@ -248,6 +248,9 @@ class Settings(BaseSettings):
     decision_order_batch_s: float = Field(
         0.1, gt=0, description="Max wait to gather a burst of orders, seconds"
     )
+    history_ttl_days_decisions: int = Field(
+        730, ge=1, description="Days decisions (applied and proposed, with rationale) are kept"
+    )
     decision_speed_mps: float = Field(
         8.0, gt=0, description="Base driving speed of the travel-time estimate, m/s"
     )

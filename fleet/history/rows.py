@@ -12,7 +12,15 @@ import msgspec
 import numpy as np
 import pyarrow as pa
 
-from fleet.records import Alert, DeadLetter, DeliveryEvent, EtaUpdate, Ping, RoutePlan
+from fleet.records import (
+    Alert,
+    DeadLetter,
+    DeliveryEvent,
+    EtaUpdate,
+    Ping,
+    RoutePlan,
+    RouteUpdate,
+)
 
 COORD_SCALE = 7  # Decimal64(7): 1e-7 degrees, about 1 cm
 COORD_TYPE = pa.decimal128(18, COORD_SCALE)
@@ -146,3 +154,34 @@ def dead_letter_rows(letters: Sequence[DeadLetter], ingested_ms: int) -> pa.Tabl
             "ingested_ms": _ingested(len(letters), ingested_ms),
         }
     )
+
+
+def _number(value: Any) -> float | None:
+    return float(value) if isinstance(value, int | float) and not isinstance(value, bool) else None
+
+
+def decision_rows(updates: Sequence[RouteUpdate], ingested_ms: int, applied: bool) -> pa.Table:
+    """RouteUpdates -> `fleet.decisions` rows (applied: from fleet.route-updates, else a
+    proposal); the rationale and the plan's stops as JSON text."""
+    why = [u.rationale or {} for u in updates]
+    moved = [[str(s) for s in r.get("moved_stops", []) if isinstance(s, str)] for r in why]
+    return pa.table(
+        {
+            "route_id": pa.array([u.route_id for u in updates], pa.string()),
+            "driver_id": pa.array([u.driver_id for u in updates], pa.string()),
+            "version": pa.array([u.version for u in updates], pa.int64()),
+            "applied": pa.array([int(applied)] * len(updates), pa.uint8()),
+            "proposal_id": pa.array([u.proposal_id or "" for u in updates], pa.string()),
+            "cause": pa.array([u.cause for u in updates], pa.string()),
+            "caused_by": pa.array([u.caused_by for u in updates], pa.string()),
+            "issued_ms": pa.array([u.issued_ms for u in updates], pa.int64()),
+            "moved_stops": pa.array(moved, pa.list_(pa.string())),
+            "objective_before": pa.array([_number(r.get("objective_before")) for r in why],
+                                         pa.float64()),
+            "objective_after": pa.array([_number(r.get("objective_after")) for r in why],
+                                        pa.float64()),
+            "rationale": pa.array([_json_text(u.rationale) for u in updates], pa.string()),
+            "stops": pa.array([_json_text(u.plan.stops) or "[]" for u in updates], pa.string()),
+            "ingested_ms": _ingested(len(updates), ingested_ms),
+        }
+    )  # fmt: skip

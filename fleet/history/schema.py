@@ -11,7 +11,7 @@ from fleet.settings import PROJECT_ROOT, Settings
 
 DDL_DIR = PROJECT_ROOT / "infra" / "clickhouse"
 DATABASE = "fleet"
-TABLES = ("pings", "events", "alerts", "etas", "route_plans", "dead_letters")
+TABLES = ("pings", "events", "alerts", "etas", "route_plans", "dead_letters", "decisions")
 
 
 def ttl_days(settings: Settings, table: str) -> int:

@@ -13,6 +13,7 @@ from __future__ import annotations
 import logging
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from functools import partial
 from typing import Any, NamedTuple, Protocol, cast
 
 import msgspec
@@ -24,9 +25,27 @@ from fleet.decode import dead_letter, decode_ping_batch, decode_struct
 from fleet.errors import InvalidMessage
 from fleet.history import rows
 from fleet.history.errors import HistoryError
-from fleet.records import Alert, DeadLetter, DeliveryEvent, EtaUpdate, RoutePlan, encode
+from fleet.records import (
+    Alert,
+    DeadLetter,
+    DeliveryEvent,
+    EtaUpdate,
+    RoutePlan,
+    RouteUpdate,
+    encode,
+)
 from fleet.settings import Settings
-from fleet.topics import ALERTS, DLQ, ETAS, EVENTS, PINGS, ROUTES, topic_name
+from fleet.topics import (
+    ALERTS,
+    DLQ,
+    ETAS,
+    EVENTS,
+    PINGS,
+    ROUTE_PROPOSALS,
+    ROUTE_UPDATES,
+    ROUTES,
+    topic_name,
+)
 
 log = logging.getLogger(__name__)
 CONVERSION_ERROR = "history_conversion_error"
@@ -163,7 +182,11 @@ def contract_sinks(settings: Settings, on_skip: SkipHook = _ignore) -> list[Topi
         record_sink(settings, ETAS, "etas", EtaUpdate, rows.eta_rows, on_skip),
         record_sink(settings, ROUTES, "route_plans", RoutePlan, rows.route_plan_rows, on_skip),
         record_sink(settings, DLQ, "dead_letters", DeadLetter, rows.dead_letter_rows, on_skip),
-    ]
+        record_sink(settings, ROUTE_UPDATES, "decisions", RouteUpdate,
+                    partial(rows.decision_rows, applied=True), on_skip),
+        record_sink(settings, ROUTE_PROPOSALS, "decisions", RouteUpdate,
+                    partial(rows.decision_rows, applied=False), on_skip),
+    ]  # fmt: skip
 
 
 class DeadLetterSender(Protocol):

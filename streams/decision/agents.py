@@ -27,11 +27,14 @@ from fleet.topics import ORDERS
 from streams import hooks
 from streams.app import app, settings
 from streams.dead_letters import PROCESSING_ERRORS, handle_or_dead_letter, on_processing_error
+from streams.decision.pool import solver_pool
 from streams.decision.publish import (
     DECISIONS,
     SOLVE_SECONDS,
+    StalePlans,
     alert_unassigned,
     publish_decision,
+    still_current,
 )
 from streams.decision.state import (
     CONFIG,
@@ -57,14 +60,15 @@ _COMMAND = msgspec.json.Decoder(DispatchCommand)
 REPLAN_KINDS = ("off_route", "behind_schedule", "eta_window_risk")
 MOVING_KINDS = ("behind_schedule", "eta_window_risk")  # may hand stops to drivers with slack
 DECISION_COMMANDS = ("optimize", "accept_proposal", "lock_stop", "unlock_stop")
+STALE_RETRIES = 3
 failed_pending: list[tuple[str, str, int]] = []  # (route_id, stop_id, ts_ms) of failed stops
 
 
 async def _timed(cause: str, fn: Any, *args: Any, **kwargs: Any) -> decide.Decision:
-    """Run a pure decision off the event loop, timed."""
+    """Run a pure decision in the solver process, timed."""
     began = time.perf_counter()
     try:
-        return await asyncio.to_thread(partial(fn, *args, **kwargs))
+        return await solver_pool.run(fn, *args, **kwargs)
     finally:
         SOLVE_SECONDS.labels(cause).observe(time.perf_counter() - began)
 
@@ -99,14 +103,23 @@ async def _collect_order(orders: dict[str, tuple[Order, EventT]], event: EventT)
 
 
 async def assign(orders: list[Order]) -> decide.Decision:
-    """Place a batch of orders; publish the changed routes; alert the ones nothing fits."""
+    """Place a batch of orders; publish the changed routes; alert the ones nothing fits.
+
+    When a route changed during the solve (a dispatcher's edit won the race), the batch is
+    solved again from the new versions."""
     async with solve_lock:
-        now = now_ms()
-        states = active_states()
-        decision = await _timed(
-            "assign", decide.assign_orders, orders, states, now, CONFIG.travel, CONFIG.params,
-            CONFIG.order_candidates,
-        )  # fmt: skip
+        for _attempt in range(STALE_RETRIES):
+            now = now_ms()
+            states = active_states()
+            decision = await _timed(
+                "assign", decide.assign_orders, orders, states, now, CONFIG.travel,
+                CONFIG.params, CONFIG.order_candidates,
+            )  # fmt: skip
+            if still_current(decision):
+                break
+            await asyncio.sleep(0.2)
+        else:
+            raise StalePlans(f"routes kept changing while {len(orders)} orders were assigned")
         by_route: dict[str, list[str]] = {}
         for order_id, route_id in decision.assigned.items():
             by_route.setdefault(route_id, []).append(order_id)
@@ -180,6 +193,8 @@ async def run_due_decisions() -> None:
 async def _guarded(cause: str, work: Any) -> None:
     try:
         await work
+    except StalePlans:
+        pass  # an edit won the race: the route's next trigger starts from it
     except Exception:
         log.exception("decision %s failed", cause)
         PROCESSING_ERRORS.labels(f"decision_{cause}").inc()
@@ -201,7 +216,11 @@ async def reinsert_failed(route_id: str, stop_id: str, ts_ms: int) -> decide.Dec
             neighbours=CONFIG.neighbours,
         )  # fmt: skip
         await publish_decision(
-            decision, "failed_delivery", f"stop:{stop_id}", propose=CONFIG.propose, now=now
+            decision,
+            "failed_delivery",
+            f"stop:{route_id}/{stop_id}",
+            propose=CONFIG.propose,
+            now=now,
         )
         return decision
 
@@ -266,8 +285,21 @@ async def apply_decision_command(cmd: DispatchCommand) -> None:
 
 
 async def optimize(cmd: DispatchCommand, plan: RoutePlan) -> decide.Decision:
-    """Re-plan the route now (``zone``: with the nearest routes); always answered."""
+    """Re-plan the route now (``zone``: with the nearest routes); always answered: when a
+    plan changed during the solve, solved again from the new versions."""
+    for _attempt in range(STALE_RETRIES):
+        try:
+            return await _optimize_once(cmd, plan)
+        except StalePlans:
+            await asyncio.sleep(0.2)  # let the routes agent store the version that won
+    raise InvalidCommand(
+        "stale_plan", f"{cmd.route_id} kept changing during {STALE_RETRIES} solves"
+    )
+
+
+async def _optimize_once(cmd: DispatchCommand, plan: RoutePlan) -> decide.Decision:
     async with solve_lock:
+        plan = reads.current_plan(plan.route_id) or plan
         states = active_states(pinned=False)  # the dispatcher asked: hand-placed stops may move
         if plan.route_id not in {s.route_id for s in states}:
             states.append(route_state(plan, pinned=False))

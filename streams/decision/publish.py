@@ -13,6 +13,7 @@ from prometheus_client import Counter, Histogram
 
 from decision.decide import Decision
 from decision.solution import Dropped
+from fleet.errors import FleetError
 from fleet.live import ALERTS_OPEN_KEY
 from fleet.records import Alert, RouteUpdate, encode
 from streams.decision.state import Proposal, save_proposal
@@ -37,6 +38,10 @@ SOLVE_SECONDS = Histogram(
 )
 
 
+class StalePlans(FleetError):
+    """A decision was made from plan versions that changed while it was solved."""
+
+
 def still_current(decision: Decision) -> bool:
     """Whether every plan of the decision follows its route's current version."""
     for route_id, plan in decision.plans.items():
@@ -57,16 +62,20 @@ async def publish_decision(
 ) -> list[RouteUpdate]:
     """Apply (``publish_plan``) or propose (``publish_proposal``) the decision's plans.
 
-    A decision made from plan versions that changed meanwhile is dropped (counted
+    A decision made from plan versions that changed meanwhile raises StalePlans (counted
     ``stale``): publishing it would overwrite an edit made during the solve.
     """
+    log.info(
+        "decision %s (%s): %s, routes %s, gain %s",
+        cause, caused_by, decision.reason, sorted(decision.plans), decision.rationale.get("gain"),
+    )  # fmt: skip
     if not decision.plans:
         DECISIONS.labels(cause, decision.reason).inc()
         return []
     if not still_current(decision):
         DECISIONS.labels(cause, "stale").inc()
         log.info("decision %s on %s dropped: a plan changed meanwhile", cause, list(decision.plans))
-        return []
+        raise StalePlans(f"{cause}: a plan of {sorted(decision.plans)} changed during the solve")
     rationale = {**decision.rationale, **(extra or {}), "routes": sorted(decision.plans)}
     updates = []
     if propose:

@@ -16,6 +16,8 @@ import pytest
 import redis
 
 from fleet.clock import now_ms
+from fleet.history.access import open_reader
+from fleet.history.errors import StoreBusy
 from fleet.records import (
     Alert,
     DeliveryEvent,
@@ -111,7 +113,9 @@ def _route(run: str, name: str, start_ms: int, n_stops: int = 8, seed: int = 0) 
     )  # fmt: skip
     stops = [msgspec.structs.replace(s, stop_id=f"{name}{s.stop_id}") for s in plan.stops]
     order = [0, *range(2, n_stops, 2), *range(1, n_stops, 2)]  # 0, 2, 4, ..., 1, 3, ...
-    return msgspec.structs.replace(plan, stops=[stops[i] for i in order], path=None)
+    return msgspec.structs.replace(
+        plan, stops=[stops[i] for i in order], path=None, shift_end_ms=start_ms + 8 * 3_600_000
+    )
 
 
 def _start_drivers(env: Any, run: str, plans: list[RoutePlan], at: int) -> None:
@@ -129,6 +133,21 @@ def _start_drivers(env: Any, run: str, plans: list[RoutePlan], at: int) -> None:
     pings = [(p.driver_id, Ping(p.driver_id, at, p.depot.lat, p.depot.lon, seq=1))  # type: ignore[union-attr]
              for p in plans]  # fmt: skip
     _send(env, PINGS, pings)
+
+
+def _history(env: Any, sql: str, expect: int) -> list[dict[str, Any]] | None:
+    """Rows of a history query once there are ``expect`` of them (None while busy or short)."""
+    try:
+        store = open_reader(env.settings)
+    except StoreBusy:
+        return None
+    try:
+        rows = [json.loads(line) for line in store.query(sql).splitlines() if line.strip()]
+    except StoreBusy:
+        return None
+    finally:
+        store.close()
+    return rows if len(rows) >= expect else None
 
 
 def _ids(update: RouteUpdate) -> list[str]:
@@ -200,7 +219,8 @@ def test_orders_commands_and_failed_delivery_in_auto_mode(fleet_env, worker):
                            failed_stop, reason="not_home")  # fmt: skip
     _send(fleet_env, EVENTS, [(a.driver_id, failed)])
     (retry,) = _wait_updates(fleet_env, lambda u: u.cause == "failed_delivery")
-    assert f"{failed_stop}.r1" in _ids(retry) and retry.caused_by == f"stop:{failed_stop}"
+    assert f"{failed_stop}.r1" in _ids(retry)
+    assert retry.caused_by == f"stop:{a.route_id}/{failed_stop}"
     assert [u.cause for u in _updates(fleet_env)].count("assign") == 1  # duplicate order: once
 
 
@@ -263,6 +283,20 @@ def test_triggers_become_proposals_and_accept_applies_them(fleet_env, worker):
     zone = _wait_updates(fleet_env, lambda u: u.cause == "optimize", ROUTE_PROPOSALS)
     assert late.route_id in {u.route_id for u in zone}
     assert (zone[0].rationale or {})["scope"] == "zone"
+
+    # history: the proposal and its application, each with its rationale
+    sql = (
+        "SELECT applied, cause, proposal_id, objective_before FROM fleet.decisions"
+        f" WHERE route_id = '{off.route_id}' AND version = {proposal.version}"
+        f" AND (applied = 1 OR proposal_id = '{proposal.proposal_id}') ORDER BY applied"
+    )
+    rows = wait_until(lambda: _history(fleet_env, sql, expect=2), 120, 1.0)
+    assert [(r["applied"], r["cause"]) for r in rows] == [
+        (0, "off_route"),
+        (1, "dispatch:accept_proposal"),
+    ]
+    assert rows[0]["proposal_id"] == proposal.proposal_id
+    assert rows[0]["objective_before"] == (proposal.rationale or {})["objective_before"]
 
 
 def test_a_replan_below_the_margin_produces_nothing(fleet_env, worker):

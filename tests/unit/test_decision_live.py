@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import random
 
+import msgspec
 import pytest
 
 from decision.decide import (
@@ -65,9 +66,26 @@ def test_live_problem_starts_at_the_driver_and_leaves_done_stops_out() -> None:
     state = make_route(0, 6, 1)
     live = build_problem([state], NOW, TRAVEL)
     vehicle = live.problem.vehicles[0]
-    assert "r0-s0" not in {j.job_id for j in live.problem.jobs}
-    assert vehicle.route[0] == vehicle.first_job == "r0-s1"
+    assert "rt-0/r0-s0" not in {j.job_id for j in live.problem.jobs}
+    assert vehicle.route[0] == vehicle.first_job == "rt-0/r0-s1"
     assert vehicle.start_time == 0.0
+
+
+def test_stop_ids_need_only_be_unique_within_their_route() -> None:
+    one, two = make_route(0, 5, 11), make_route(1, 5, 12)
+    same = [msgspec.structs.replace(s, stop_id=f"st-{i}") for i, s in enumerate(two.plan.stops)]
+    two = RouteState(msgspec.structs.replace(two.plan, stops=same), None)
+    one = RouteState(
+        msgspec.structs.replace(
+            one.plan, stops=[msgspec.structs.replace(s, stop_id=f"st-{i}")
+                             for i, s in enumerate(one.plan.stops)]
+        ),
+        None,
+    )  # fmt: skip
+    decision = replan("optimize", "rt-0", [one, two], NOW, TRAVEL, PARAMS, None, neighbours=1,
+                      force=True)  # fmt: skip
+    for route_id, plan in decision.plans.items():
+        assert len({s.stop_id for s in plan.stops}) == len(plan.stops), route_id
 
 
 def test_replan_keeps_the_approached_stop_first_and_done_stops_in_place() -> None:
@@ -166,8 +184,9 @@ def test_replanned_routes_respect_capacity_and_shift() -> None:
     decision = replan(
         "optimize", "rt-1", states, NOW, TRAVEL, PARAMS, None, neighbours=2, force=True
     )
+    jobs = {j.job_id for j in live.problem.jobs}
     seqs = {
-        r: [s for s in seq if s in {j.job_id for j in live.problem.jobs}]
+        r: [f"{r}/{s}" for s in seq if f"{r}/{s}" in jobs]
         for r, seq in plan_sequences(decision.plans).items()
     }
     assert violations(live.problem, seqs) == []
@@ -200,3 +219,19 @@ def test_matrix_provider_prices_known_places_and_falls_back_for_others() -> None
     assert out.durations[0, 1] > 0
     with pytest.raises(LookupError):
         MatrixTravel(("a",), np.zeros((1, 1)), np.zeros((1, 1))).matrix(places, NOW)
+
+
+def test_an_order_on_long_routes_is_placed_even_on_a_short_budget() -> None:
+    """The search starts from the cheapest insertion, so a budget too short for a full
+    local-search pass over 300 stops still places the order."""
+    states = [make_route(k, 100, 13) for k in range(3)]
+    states = [
+        RouteState(msgspec.structs.replace(s.plan, capacity=500, shift_end_ms=NOW + 24 * HOUR),
+                   s.driver)
+        for s in states
+    ]  # fmt: skip
+    near = states[1].plan.stops[50]
+    order = Order("ord-9", near.lat + 0.001, near.lon, NOW, window_start_ms=NOW,
+                  window_end_ms=NOW + 20 * HOUR)  # fmt: skip
+    decision = assign_orders([order], states, NOW, TRAVEL, SolveParams(time_limit_s=0.05))
+    assert decision.assigned.get("ord-9") in {"rt-0", "rt-1", "rt-2"}
