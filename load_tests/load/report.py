@@ -180,7 +180,8 @@ def markdown(result: RunResult, slo: Slo, plots: list[str], command: str) -> str
         f"# Load test `{sc.name}`: **{overall(verdicts)}**",
         "",
         f"{sc.description}. Run `{result.run_id}` started {result.started_utc}, "
-        f"{result.workers} worker(s), sent for {result.send_s:.0f} s, drained in "
+        f"{result.workers} worker(s) (ping consumer: {result.ping_consumer}), "
+        f"sent for {result.send_s:.0f} s, drained in "
         f"{result.drain_s:.0f} s. Machine: {result.machine['cpus']:.0f} CPUs, load average "
         f"{result.machine['load1']:.1f} (1 min) at the end. Start of day: {result.plans_note}.",
         "",

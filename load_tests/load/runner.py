@@ -92,6 +92,7 @@ class RunResult:
     machine: dict[str, float]
     stopped_early_at_s: float | None = None
     plans_note: str = ""
+    ping_consumer: str = ""
 
 
 class RunEnv:
@@ -329,7 +330,7 @@ class Run:
             samples=sampler.samples, outputs=outputs.outputs, ledger=ledger,
             verification=verification, faults=self.faults, send_s=send_s, drain_s=drain_s,
             lag_group=sampler.lag_group, machine=_machine(), stopped_early_at_s=self.stopped_early,
-            plans_note=self.plans_note,
+            plans_note=self.plans_note, ping_consumer=self.base.ping_consumer,
         )  # fmt: skip
 
     def _send(self, traffic: Traffic, sampler: Sampler) -> float:
