@@ -38,6 +38,46 @@ GROUP BY route_id, driver_id
 ORDER BY replans DESC, route_id"""
 )
 
+# The solver's time of a decision, from its rationale (none for a dispatcher's edit).
+_SOLVER_MS = "JSONExtract(ifNull(rationale, '{}'), 'solver_ms', 'Nullable(Float64)')"
+
+DECISIONS_BY_CAUSE_OVER_TIME = f"""
+SELECT {bucket("issued_ms")} AS time, toString(cause) AS cause, count() AS decisions
+FROM fleet.decisions FINAL
+WHERE {in_range("issued_ms")}
+GROUP BY time, cause ORDER BY time, cause"""
+
+DECISIONS_BY_CAUSE = f"""
+SELECT toString(cause) AS cause, count() AS decisions, countIf(applied = 1) AS n_applied,
+       countIf(applied = 0) AS n_proposed,
+       round(avg(objective_before - objective_after), 1) AS mean_objective_gain,
+       round(sum(objective_before - objective_after), 1) AS total_objective_gain,
+       round(avg(length(moved_stops)), 2) AS mean_stops_moved,
+       quantile(0.5)({_SOLVER_MS}) AS solver_ms_p50,
+       quantile(0.95)({_SOLVER_MS}) AS solver_ms_p95
+FROM fleet.decisions FINAL
+WHERE {in_range("issued_ms")}
+GROUP BY cause ORDER BY decisions DESC, cause"""
+
+GAIN_AND_SOLVER_TIME = f"""
+SELECT {bucket("issued_ms")} AS time,
+       sum(ifNull(objective_before - objective_after, 0)) AS objective_gain,
+       max({_SOLVER_MS}) AS solver_ms_max, sum(length(moved_stops)) AS stops_moved
+FROM fleet.decisions FINAL
+WHERE {in_range("issued_ms")}
+GROUP BY time ORDER BY time"""
+
+LATEST_DECISIONS = f"""
+SELECT fromUnixTimestamp64Milli(issued_ms) AS issued, route_id, toString(driver_id) AS driver_id,
+       version, if(applied = 1, 'applied', concat('proposed ', proposal_id)) AS status,
+       toString(cause) AS cause, caused_by, arrayStringConcat(moved_stops, ', ') AS moved_stops,
+       round(objective_before - objective_after, 1) AS objective_gain,
+       {_SOLVER_MS} AS solver_ms
+FROM fleet.decisions FINAL
+WHERE {in_range("issued_ms")}
+ORDER BY issued_ms DESC
+LIMIT 200"""
+
 _ERRORS = """
        count() AS predictions, round(avg(abs(error_s)), 1) AS mae_s,
        round(avg(error_s), 1) AS bias_s, round(100 * avg(covered), 1) AS p10_p90_coverage_pct"""
@@ -92,6 +132,34 @@ def dashboard() -> Dashboard:
         "arrival (or outcome) event in the time range.",
         ["dispatch", "data-science"],
     )
+    board.with_panel(
+        time_series(
+            "Decisions by cause", "Route changes issued per interval (applied and proposed) "
+            "by cause: re-plan triggers, assignments (assign), dispatcher edits (dispatch:*).",
+            CLICKHOUSE, sql(DECISIONS_BY_CAUSE_OVER_TIME, ClickHouseFormat.TIME_SERIES),
+        )
+    )  # fmt: skip
+    board.with_panel(
+        time_series(
+            "Objective gain, solver time, stops moved", "Per interval: the objective the "
+            "decisions gained (before - after), the slowest solve, the stops they moved.",
+            CLICKHOUSE, sql(GAIN_AND_SOLVER_TIME, ClickHouseFormat.TIME_SERIES),
+        )
+    )  # fmt: skip
+    board.with_panel(
+        table_panel(
+            "Decision quality by cause", "Applied and proposed decisions per cause: objective "
+            "gain, churn (stops moved) and solver time (p50, p95, ms).", CLICKHOUSE,
+            sql(DECISIONS_BY_CAUSE), height=7,
+        )
+    )  # fmt: skip
+    board.with_panel(
+        table_panel(
+            "Latest decisions (why a stop moved)", "Newest first: route, cause and what caused "
+            "it, applied or waiting as a proposal, the stops moved, the gain, the solver time.",
+            CLICKHOUSE, sql(LATEST_DECISIONS), height=9,
+        )
+    )  # fmt: skip
     board.with_panel(
         time_series(
             "Re-plans and stops moved", "New plan versions (re-plans and edits) per interval "

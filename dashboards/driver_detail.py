@@ -112,6 +112,13 @@ SELECT time, what, detail FROM (
     FROM plan_versions
     WHERE driver_id = {DRIVER} AND {in_range("ingested_ms")}
     UNION ALL
+    SELECT fromUnixTimestamp64Milli(issued_ms) AS time,
+           concat(if(applied = 1, 'decision: ', 'proposal: '), toString(cause)) AS what,
+           concat(route_id, ' v', toString(version), ', moved: ',
+                  arrayStringConcat(moved_stops, ' '), ', by: ', ifNull(caused_by, '')) AS detail
+    FROM fleet.decisions FINAL
+    WHERE driver_id = {DRIVER} AND {in_range("issued_ms")}
+    UNION ALL
     SELECT fromUnixTimestamp64Milli(ts_ms) AS time, concat('event: ', toString(type)) AS what,
            concat(ifNull(stop_id, ''), ' ', ifNull(toString(reason), '')) AS detail
     FROM fleet.events FINAL
@@ -185,7 +192,8 @@ def dashboard() -> Dashboard:
     board.with_panel(
         table_panel(
             "Alerts, events and decisions", "Everything that happened to the driver, newest "
-            "first: alert changes, delivery events and plan versions (re-plans, edits).",
+            "first: alert changes, delivery events, decisions (cause, stops moved, what caused "
+            "it) and plan versions.",
             CLICKHOUSE, sql(TIMELINE), width=12, height=8,
         )
     )  # fmt: skip

@@ -6,18 +6,20 @@ from grafana_foundation_sdk.builders.dashboard import Dashboard
 
 from dashboards.panels import extract_json, new_dashboard, number_panels, table_panel, time_series
 from dashboards.sources import CLICKHOUSE, REDIS, ClickHouseFormat, redis_raw, sql
-from dashboards.sql import NOW_MS, OPEN_ALERTS, PLAN_VERSIONS, bucket, in_range, with_ctes
+from dashboards.sql import (
+    NOW_MS,
+    OPEN_ALERTS,
+    ROUTE_CHANGES,
+    bucket,
+    decision_since,
+    in_range,
+    with_ctes,
+)
 
 UID = "fleet-exceptions"
 
-# The decision taken on a route after a moment: the first plan version issued after it.
-_DECISION = """
-decisions AS (
-    SELECT route_id, version, ingested_ms FROM plan_versions WHERE version > 1
-)"""
-
 OPEN_ALERT_QUEUE = (
-    with_ctes(OPEN_ALERTS, PLAN_VERSIONS, _DECISION)
+    with_ctes(OPEN_ALERTS, ROUTE_CHANGES)
     + f"""
 SELECT a.alert_id AS alert_id, toString(a.kind) AS kind, toString(a.severity) AS severity,
        toString(a.driver_id) AS driver_id, a.route_id AS route_id,
@@ -25,19 +27,16 @@ SELECT a.alert_id AS alert_id, toString(a.kind) AS kind, toString(a.severity) AS
                 nullIf(JSONExtractString(a.details, 'expected_stop_id'), '')) AS stop_id,
        nullIf(JSONExtractString(a.details, 'reason'), '') AS reason,
        fromUnixTimestamp64Milli(a.opened_ms) AS opened,
-       intDiv({NOW_MS} - a.opened_ms, 60000) AS age_min,
-       minIf(d.version, d.ingested_ms >= a.opened_ms) AS first_version,
-       if(first_version = 0, 'none yet', concat('re-planned: v', toString(first_version)))
-           AS decision
+       intDiv({NOW_MS} - a.opened_ms, 60000) AS age_min,{decision_since("a.opened_ms")}
 FROM open_alerts AS a
-LEFT JOIN decisions AS d ON a.route_id = d.route_id
+LEFT JOIN route_changes AS c ON a.route_id = c.route_id
 GROUP BY alert_id, kind, severity, driver_id, route_id, stop_id, reason, opened, age_min,
          a.opened_ms
 ORDER BY a.opened_ms"""
 )
 
 FAILED_DELIVERIES = (
-    with_ctes(PLAN_VERSIONS, _DECISION)
+    with_ctes(ROUTE_CHANGES)
     + f"""
 , failed AS (
     SELECT event_id, driver_id, route_id, stop_id, reason, ts_ms
@@ -53,13 +52,10 @@ later AS (
 SELECT f.event_id AS event_id, toString(f.driver_id) AS driver_id, f.route_id AS route_id,
        f.stop_id AS stop_id, f.reason AS reason, fromUnixTimestamp64Milli(f.ts_ms) AS failed_at,
        intDiv({NOW_MS} - f.ts_ms, 60000) AS age_min,
-       any(toString(l.outcome)) AS outcome_now,
-       minIf(d.version, d.ingested_ms >= f.ts_ms) AS first_version,
-       if(first_version = 0, 'none yet', concat('re-planned: v', toString(first_version)))
-           AS decision
+       any(toString(l.outcome)) AS outcome_now,{decision_since("f.ts_ms")}
 FROM failed AS f
 LEFT JOIN later AS l ON f.route_id = l.route_id AND f.stop_id = l.stop_id
-LEFT JOIN decisions AS d ON f.route_id = d.route_id
+LEFT JOIN route_changes AS c ON f.route_id = c.route_id
 GROUP BY event_id, driver_id, route_id, stop_id, reason, failed_at, age_min, f.ts_ms
 ORDER BY f.ts_ms DESC"""
 )

@@ -93,6 +93,39 @@ plan_versions AS (
     FROM fleet.route_plans FINAL
 )"""
 
+# Every change of a route after its first plan (CTE `route_changes`: route_id, kind, version,
+# at_ms, cause, proposal_id): decisions applied or proposed (fleet.decisions, with their
+# cause) and plan versions above 1 (whoever issued them).
+ROUTE_CHANGES = """
+route_changes AS (
+    SELECT route_id, if(applied = 1, 'applied', 'proposed') AS kind, version,
+           issued_ms AS at_ms, toString(cause) AS cause, proposal_id
+    FROM fleet.decisions FINAL
+    UNION ALL
+    SELECT route_id, 'plan' AS kind, version, ingested_ms AS at_ms, '' AS cause,
+           '' AS proposal_id
+    FROM fleet.route_plans FINAL
+    WHERE version > 1
+)"""
+
+
+def decision_since(moment: str) -> str:
+    """Select items naming what was done on a route (rows of `route_changes` AS c) since
+    `moment`: the first decision applied with its cause, else a proposal waiting, else the
+    first new plan version, else 'none yet'."""
+    since = f"c.at_ms >= {moment}"
+    return f"""
+       minIf(c.version, c.kind = 'applied' AND {since}) AS applied_version,
+       argMinIf(c.cause, c.version, c.kind = 'applied' AND {since}) AS applied_cause,
+       anyIf(c.proposal_id, c.kind = 'proposed' AND {since}) AS waiting_proposal,
+       minIf(c.version, c.kind = 'plan' AND {since}) AS plan_version,
+       multiIf(applied_version > 0,
+               concat('applied v', toString(applied_version), ': ', applied_cause),
+               waiting_proposal != '', concat('proposal ', waiting_proposal, ' waiting'),
+               plan_version > 0, concat('re-planned: v', toString(plan_version)),
+               'none yet') AS decision"""
+
+
 # Every ETA prediction of a stop made before the stop's first arrival (or outcome) event,
 # with that actual time (CTE `eta_actuals`): model_version, stop zone, horizon, p10/p50/p90.
 ETA_ACTUALS = f"""

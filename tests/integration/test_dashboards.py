@@ -41,9 +41,9 @@ from dashboards.sources import CLICKHOUSE_TYPE, REDIS_TYPE, RedisQuery
 from fleet import services
 from fleet.history.access import open_reader
 from fleet.history.errors import HistoryError, StoreBusy
-from fleet.records import DeliveryEvent, EtaUpdate, Ping, StopEta, encode
+from fleet.records import DeliveryEvent, DispatchCommand, EtaUpdate, Ping, StopEta, encode
 from fleet.settings import Settings
-from fleet.topics import ALERTS, ETAS, EVENTS, PINGS, ROUTES
+from fleet.topics import ALERTS, COMMANDS, ETAS, EVENTS, PINGS, ROUTES
 from load_tests.gateway_process import GatewayProcess
 from load_tests.harness import WorkerProcess, free_port
 from load_tests.scenarios import build_plan
@@ -139,6 +139,10 @@ def _publish(env: dict[str, str], settings: Settings, run: str, now: int) -> tup
     replan = msgspec.structs.replace(a, version=2, stops=[a.stops[0], a.stops[2], a.stops[1]])
     send(ROUTES, [(replan.route_id, replan)])
     produce(settings.kafka_bootstrap, topic(ALERTS), [(a.driver_id.encode(), b"{not an alert")])
+    # A dispatcher's edit: applied by the pipeline as a decision (cause dispatch:resequence).
+    edit = DispatchCommand(f"cmd-{run}", b.route_id, "resequence", now, issued_by="dispatcher:t",
+                           stop_ids=[s.stop_id for s in reversed(b.stops)])  # fmt: skip
+    send(COMMANDS, [(edit.route_id, edit)])
     return a.driver_id, b.driver_id, s2.stop_id
 
 
@@ -148,7 +152,8 @@ def _history_counts(settings: Settings, run: str) -> dict[str, int]:
         f" (SELECT count() FROM fleet.events WHERE event_id LIKE 'ev-{run}-%') AS events,"
         f" (SELECT count() FROM fleet.etas WHERE route_id LIKE 'rt-{run}-%') AS etas,"
         f" (SELECT count() FROM fleet.pings WHERE driver_id LIKE 'drv-{run}-%') AS pings,"
-        f" (SELECT count() FROM fleet.alerts WHERE driver_id LIKE 'drv-{run}-%') AS alerts"
+        f" (SELECT count() FROM fleet.alerts WHERE driver_id LIKE 'drv-{run}-%') AS alerts,"
+        f" (SELECT count() FROM fleet.decisions WHERE route_id LIKE 'rt-{run}-%') AS decisions"
     )
     try:
         store = open_reader(settings)
@@ -252,10 +257,12 @@ def day(stack: Settings, tmp_path_factory: pytest.TempPathFactory) -> Iterator[S
         now = int(time.time() * 1000)
         driver_a, driver_b, failed_stop = _publish(env, settings, run, now)
         _use_gateway(gateway.url, run)
-        expected = {"plans": 3, "events": 5, "etas": 3, "pings": 6}
+        # Plans: a and b, a's re-plan, b's resequenced version.
+        expected = {"plans": 4, "events": 5, "etas": 3, "pings": 6}
         landed = wait_until(
             lambda: (c := _history_counts(settings, run))
-            and all(c[k] == v for k, v in expected.items()) and c["alerts"] >= 1,
+            and all(c[k] == v for k, v in expected.items())
+            and c["alerts"] >= 1 and c["decisions"] >= 1,
             timeout=120,
         )  # fmt: skip
         assert landed, (_history_counts(settings, run), worker.tail())
