@@ -26,6 +26,7 @@ AREAS = (
     ("fleet (core)", "fleet/"),
     ("asyncio", "/asyncio/"),
 )
+LINE = re.compile(r":\d+\)$")
 FRAME = re.compile(r"^(?P<func>.*) \((?P<file>[^:)]*)(?::\d+)?\)$")
 
 
@@ -58,7 +59,7 @@ def summarise(stacks: list[tuple[list[str], int]], top: int) -> str:
         # The innermost frame of our own code or a library, not CPython internals.
         leaf_area[area(frames[-1])] += count
         own[frames[-1]] += count
-        for f in set(frames):
+        for f in {LINE.sub(")", f) for f in frames}:  # per function, whatever the line
             inclusive[f] += count
     out = [f"{total} samples", "", "by thread:"]
     out += [f"  {100 * c / total:5.1f} %  {t}" for t, c in threads.most_common(8)]
