@@ -107,8 +107,8 @@ FROM eta_actuals GROUP BY zone ORDER BY predictions DESC, zone"""
 ETA_BY_HORIZON = (
     with_ctes(ETA_ACTUALS)
     + f"""
-SELECT multiIf(horizon_min < 5, '0-5 min', horizon_min < 15, '5-15 min',
-               horizon_min < 30, '15-30 min', horizon_min < 60, '30-60 min', '60+ min')
+SELECT multiIf(horizon_min < 10, '0-10 min', horizon_min < 30, '10-30 min',
+               horizon_min < 60, '30-60 min', horizon_min < 120, '60-120 min', '120+ min')
            AS horizon,
        min(horizon_min) AS from_min,{_ERRORS}
 FROM eta_actuals GROUP BY horizon ORDER BY from_min"""

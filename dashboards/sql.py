@@ -7,7 +7,12 @@ queries do not get the store's ``final = 1`` setting, and an identity must count
 
 from __future__ import annotations
 
-from fleet.history.queries import _STOP_OUTCOMES, REPORTS, ZONE_RESOLUTION
+from fleet.history.queries import (
+    _STOP_OUTCOMES,
+    ETA_STOPS_AND_ARRIVALS,
+    REPORTS,
+    ZONE_RESOLUTION,
+)
 
 # The dashboard's time range as epoch milliseconds.
 FROM_MS = "toUnixTimestamp64Milli($__fromTime_ms)"
@@ -126,30 +131,25 @@ def decision_since(moment: str) -> str:
                'none yet') AS decision"""
 
 
-# Every ETA prediction of a stop made before the stop's first arrival (or outcome) event,
-# with that actual time (CTE `eta_actuals`): model_version, stop zone, horizon, p10/p50/p90.
-ETA_ACTUALS = f"""
-actual_arrivals AS (
-    SELECT assumeNotNull(route_id) AS route_id, assumeNotNull(stop_id) AS stop_id,
-           min(ts_ms) AS arrived_ms, any(lat) AS lat, any(lon) AS lon
-    FROM fleet.events FINAL
-    WHERE type IN ('arrived', 'delivered', 'failed')
-      AND route_id IS NOT NULL AND stop_id IS NOT NULL AND {in_range("ts_ms")}
-    GROUP BY route_id, stop_id
-),
+# Every ETA prediction made before its stop's first arrival (or outcome) event, the stop
+# reached in the time range, with that actual time (CTE `eta_actuals`: model_version,
+# computed_ms, p10/p50/p90_ms, arrived_ms, error_s, horizon_min, covered, zone of the planned
+# stop). Stops and arrivals as `fleet eta accuracy` and the history report define them.
+ETA_ACTUALS = (
+    over_range(ETA_STOPS_AND_ARRIVALS).strip().removeprefix("WITH").strip()
+    + f""",
 eta_actuals AS (
     SELECT toString(e.model_version) AS model_version, e.computed_ms AS computed_ms,
            e.p10_ms AS p10_ms, e.p50_ms AS p50_ms, e.p90_ms AS p90_ms,
            a.arrived_ms AS arrived_ms, (e.p50_ms - a.arrived_ms) / 1000 AS error_s,
            (a.arrived_ms - e.computed_ms) / 60000 AS horizon_min,
-           a.arrived_ms BETWEEN e.p10_ms AND e.p90_ms AS covered,
-           if(a.lat IS NULL, '', h3ToString(geoToH3(assumeNotNull(a.lat), assumeNotNull(a.lon),
-                                                    {ZONE_RESOLUTION}))) AS zone
+           a.arrived_ms BETWEEN e.p10_ms AND e.p90_ms AS covered, z.zone AS zone
     FROM fleet.etas AS e FINAL
-    INNER JOIN actual_arrivals AS a
-        ON toString(e.route_id) = a.route_id AND e.stop_id = a.stop_id
-    WHERE e.computed_ms <= a.arrived_ms
+    INNER JOIN arrivals AS a ON toString(e.route_id) = a.route_id AND e.stop_id = a.stop_id
+    LEFT JOIN stops AS z ON a.route_id = z.route_id AND a.stop_id = z.stop_id
+    WHERE e.computed_ms <= a.arrived_ms AND {in_range("a.arrived_ms")}
 )"""
+)
 
 
 def with_ctes(*ctes: str) -> str:
