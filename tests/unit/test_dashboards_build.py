@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import re
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -146,3 +147,17 @@ def test_variables_then_macros_and_bad_macros_are_errors():
 @given(st.text(alphabet=st.characters(blacklist_characters="$"), max_size=80))
 def test_text_without_macros_is_left_alone(text):
     assert expand_macros(text, CTX) == text
+
+
+def test_compose_grafana_provisions_the_rendered_dashboards_and_opens_the_overview():
+    compose = yaml.safe_load((PROJECT_ROOT / "infra/docker-compose.yml").read_text())
+    grafana = compose["services"]["grafana"]
+    mounts = dict(v.rsplit(":", 1)[0].split(":", 1) for v in grafana["volumes"])
+    assert mounts["../dashboards/json"] == "/var/lib/grafana/dashboards"
+    provider = yaml.safe_load(
+        (PROJECT_ROOT / "infra/grafana/provisioning/dashboards/fleet.yml").read_text()
+    )["providers"][0]
+    assert provider["options"]["path"] == "/var/lib/grafana/dashboards"
+    home = Path(grafana["environment"]["GF_DASHBOARDS_DEFAULT_HOME_DASHBOARD_PATH"])
+    assert home.parent == Path("/var/lib/grafana/dashboards")
+    assert json.loads((OUT / home.name).read_text())["uid"] == "fleet-overview"
