@@ -161,3 +161,23 @@ def test_compose_grafana_provisions_the_rendered_dashboards_and_opens_the_overvi
     home = Path(grafana["environment"]["GF_DASHBOARDS_DEFAULT_HOME_DASHBOARD_PATH"])
     assert home.parent == Path("/var/lib/grafana/dashboards")
     assert json.loads((OUT / home.name).read_text())["uid"] == "fleet-overview"
+
+
+_names = st.text(alphabet="abcdefghij_", min_size=1, max_size=8)
+# Column expressions as SQL writes them: names, calls with several arguments, nested calls.
+_expressions = st.recursive(
+    _names,
+    lambda inner: st.builds(
+        lambda f, args: f"{f}({', '.join(args)})", _names, st.lists(inner, min_size=1, max_size=3)
+    ),
+    max_leaves=8,
+)
+
+
+@given(_expressions)
+def test_a_macro_takes_its_whole_bracketed_argument_whatever_its_nesting(column):
+    expanded = expand_macros(f"SELECT 1 WHERE $__timeFilter_ms({column}) AND x = 1", CTX)
+    assert expanded == (
+        f"SELECT 1 WHERE {column} >= fromUnixTimestamp64Milli(1415792726371) AND "
+        f"{column} <= fromUnixTimestamp64Milli(1447328726371) AND x = 1"
+    )
