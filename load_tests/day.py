@@ -79,6 +79,7 @@ def demo_worker_env(duration_s: float) -> dict[str, str]:
         "FLEET_DECISION_MARGIN_S": "5",
         "FLEET_DECISION_CRITICAL_WITHIN_S": f"{duration_s:.0f}",
         "FLEET_DECISION_TIME_LIMIT_S": "0.5",
+        "FLEET_ETA_UPDATE_INTERVAL_S": "2",
     }
 
 
@@ -94,7 +95,7 @@ class DayParams:
     leg_m: tuple[float, float] = (30.0, 55.0)  # between stops, at a 180 s day
     service_s: tuple[float, float] = (2.0, 4.5)
     windows: int = 4  # delivery slots of the day
-    ping_every_s: float = 1.0
+    ping_every_s: float = 2.0  # as tracking apps do (1 s doubles the load for little)
     gps_sigma_m: float = 6.0
     detour_share: float = 0.05
     detour_m: float = 500.0
@@ -535,13 +536,14 @@ class DaySimulation(threading.Thread):
             self.error = exc
 
     def _run(self) -> None:
-        dt = self.params.ping_every_s
-        began = time.monotonic()
+        every = self.params.ping_every_s
+        began = last = time.monotonic()
         orders = list(self.day.order_times_s)
         unservable = list(self.day.unservable_times_s)
         tick = 0
         while not self.stop_event.is_set():  # the demo stops the day (drivers drive on till then)
-            elapsed = time.monotonic() - began
+            now = time.monotonic()
+            elapsed, dt, last = now - began, now - last, now  # a late tick moves them further
             ts = now_ms()
             with self.lock:
                 self._follow_updates()
@@ -562,7 +564,7 @@ class DaySimulation(threading.Thread):
             for producer in self._all:
                 producer.poll(0)
             tick += 1
-            self.stop_event.wait(max(0.0, began + tick * dt - time.monotonic()))
+            self.stop_event.wait(max(0.0, began + tick * every - time.monotonic()))
         self._flush()
 
     def _follow_updates(self) -> None:

@@ -291,6 +291,13 @@ def write(
     figures["completion"] = completion
     exceptions = exception_rows(story)
     figures["exceptions"] = [dict(zip(EXCEPTION_HEADERS, row, strict=True)) for row in exceptions]
+    examples: dict[str, list[dict[str, Any]]] = {}
+    for record in story.alerts.values():
+        kept = examples.setdefault(record.alert.kind, [])
+        if len(kept) < 20:
+            kept.append({"driver": record.alert.driver_id, "opened_ms": record.alert.opened_ms,
+                         "details": record.alert.details})  # fmt: skip
+    figures["alert_examples"] = examples
     decisions = [
         [_t(d.update.issued_ms), d.update.cause, d.update.route_id, d.update.driver_id,
          f"v{d.update.version}", d.update.caused_by or "", describe_decision(d),
