@@ -99,6 +99,11 @@ class Settings(BaseSettings):
         5.0, gt=0, description="How often a worker checks Redis still has its read model "
         "(its sentinel key); when lost, every owned driver, alert and completion is rewritten",
     )  # fmt: skip
+    idle_forget_s: float = Field(
+        21_600.0, gt=0, description="A driver silent this long, without open alerts, off "
+        "shift or with its route finished, leaves the tracking and ingest state (tombstones); "
+        "its finished route's plan too",
+    )  # fmt: skip
     # --- history (ClickHouse) -------------------------------------------------------------
     history_ttl_days_pings: int = Field(180, ge=1, description="Days pings are kept")
     history_ttl_days_events: int = Field(730, ge=1, description="Days delivery events are kept")

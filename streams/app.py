@@ -39,9 +39,32 @@ class FleetApp(faust.App):
         self.resources.append(service)
         return service
 
+    def _new_producer(self) -> Any:
+        producer = super()._new_producer()
+        drain_on_flush(producer.buffer)
+        return producer
+
     def on_init_dependencies(self) -> Iterable[ServiceT]:
         # mode stops dependencies in reverse order: resources close after the agents.
         return [*self.resources, *super().on_init_dependencies()]
+
+
+def drain_on_flush(buffer: Any) -> None:
+    """Make the producer buffer's ``flush`` wait until it is empty.
+
+    Faust flushes its producer before committing offsets, so that table changelog writes
+    and sent messages of the committed input are acknowledged first (docs/tracking.md,
+    crash consistency). Its buffer's flush gives up after 0.1 s without a send (e.g. while
+    a changelog's metadata is fetched after a restart), and the commit would then run past
+    writes still in the buffer: a SIGKILL lost them with their input already committed.
+    """
+    once = buffer.flush_atmost
+
+    async def flush() -> None:
+        while buffer.size:
+            await once(None)
+
+    buffer.flush = flush
 
 
 app = FleetApp(

@@ -7,11 +7,14 @@ dead-letter: a bug there skips the driver for that step, logged and counted.
 
 from __future__ import annotations
 
+import asyncio
 import logging
+import time
 from functools import partial
 
 import msgspec
 from faust.types import EventT, StreamT
+from prometheus_client import Counter, Histogram
 
 from fleet.clock import now_ms
 from fleet.decode import check_key, decode_struct
@@ -19,20 +22,30 @@ from fleet.identity import IssuerKeys
 from fleet.live import driver_key
 from fleet.records import DeliveryEvent, DispatchCommand, Ping, RoutePlan
 from fleet.topics import COMMANDS, EVENTS, ROUTES
+from fleet.tracking.completion import COMPLETION_LUA, completion_args, stop_outcomes
 from fleet.tracking.plans import DISPATCH_EDITS, apply_command, is_newer
 from fleet.tracking.sync import RECENT_COMMANDS, PlanRecord
-from fleet.tracking.tracker import DriverTrack, apply_event, apply_pings, check_timers
+from fleet.tracking.tracker import (
+    DriverTrack,
+    PlanGeometry,
+    apply_event,
+    apply_pings,
+    check_timers,
+    is_on_shift,
+    route_progress,
+)
 from streams import hooks
 from streams.app import app, settings
 from streams.dead_letters import PROCESSING_ERRORS, handle_or_dead_letter
 from streams.resilience import retry_transient
 from streams.resources import redis
 from streams.topics import commands_topic, events_topic, routes_topic
-from streams.tracking.effects import Effects
+from streams.tracking.effects import COMPLETION_TTL_S, Effects
 from streams.tracking.publish import publish_plan
 from streams.tracking.rebuild import check_read_model
 from streams.tracking.state import (
     CONFIG,
+    forget_driver,
     known_drivers,
     load_record,
     load_track,
@@ -61,11 +74,33 @@ _ISSUERS = (
 async def store_plan(record: PlanRecord, previous: PlanRecord | None) -> None:
     """Make ``record`` current, show the route in the read model, tell ``plan_changed``."""
     plan = record.plan
+    same_route = previous is not None and previous.plan.route_id == plan.route_id
+    # Removed stops are filed before the record is stored (a crash in between replays the
+    # message, the record not being there) and again after (a track step that ran on the
+    # previous version meanwhile may have filed them as pending).
+    if same_route:
+        await file_removed_stops(previous.plan, plan)  # type: ignore[union-attr]
     store_record(record)
     set_route = partial(redis.client.hset, driver_key(plan.driver_id), "route_id", plan.route_id)
     await retry_transient("redis_tracking", set_route)
+    if same_route:
+        await file_removed_stops(previous.plan, plan)  # type: ignore[union-attr]
     previous_version = previous.plan.version if previous is not None else None
     await hooks.plan_changed.fire(hooks.PlanChanged(plan, previous_version))
+
+
+async def file_removed_stops(old: RoutePlan, new: RoutePlan) -> None:
+    """Stops the new version dropped leave the completion reports (idempotent on replay;
+    the tracks' steps cannot: they only know the route's current plan)."""
+    kept = {s.stop_id for s in new.stops}
+    gone = msgspec.structs.replace(old, stops=[s for s in old.stops if s.stop_id not in kept])
+    if not gone.stops:
+        return
+    args = completion_args(
+        stop_outcomes(gone, {}, settings.zone_resolution, removed=True), COMPLETION_TTL_S
+    )
+    write_completion = redis.script(COMPLETION_LUA)
+    await retry_transient("redis_completion", lambda: write_completion(args=args))
 
 
 # --- route plans ----------------------------------------------------------------------------
@@ -215,21 +250,40 @@ def _owned_partitions() -> set[int]:
     return {tp.partition for tp in app.assignor.assigned_actives() if tp.topic == changelog}
 
 
+TIMER_CHUNK = 1000  # drivers per step of the stale timer; ingest runs between steps
+TIMER_SECONDS = Histogram(
+    "fleet_stale_timer_seconds", "Duration of one stale-timer walk over the owned drivers",
+    buckets=(0.005, 0.01, 0.05, 0.1, 0.25, 0.5, 1, 2, 5, 10),
+)  # fmt: skip
+FORGOTTEN = Counter(
+    "fleet_tracking_forgotten_total", "Idle drivers and finished routes dropped from state",
+    ["what"],
+)  # fmt: skip
+
+
 @app.timer(interval=settings.stale_check_interval_s)
 async def check_stale_drivers() -> None:
-    """Silence on shift makes a driver stale; plan changes reach quiet drivers too."""
+    """Silence on shift makes a driver stale; plan changes reach quiet drivers too; idle
+    drivers and their finished routes leave the state. In chunks that yield to ingest."""
+    began = time.perf_counter()
+    drivers = sorted(known_drivers())
+    for i in range(0, len(drivers), TIMER_CHUNK):
+        async with track_lock:
+            await _check_drivers(drivers[i : i + TIMER_CHUNK])
+        await asyncio.sleep(0)
     async with track_lock:
-        await _check_all_drivers()
         write_due_tracks()
+    TIMER_SECONDS.observe(time.perf_counter() - began)
 
 
-async def _check_all_drivers() -> None:
+async def _check_drivers(drivers: list[str]) -> None:
     now = now_ms()
     warming_up = warm_up.warming_up(now)
     owned = _owned_partitions()
     effects = Effects()
     saves: list[tuple[DriverTrack, int | None, bool]] = []
-    for driver_id in known_drivers():
+    idle: list[tuple[DriverTrack, int | None]] = []
+    for driver_id in drivers:
         try:
             stored = load_track(driver_id)
             if stored.partition is not None and stored.partition not in owned:
@@ -245,9 +299,27 @@ async def _check_all_drivers() -> None:
         if alerts or result.track != before:
             effects.add(before, result.track, geo, alerts, now)
             saves.append((result.track, stored.partition, bool(alerts)))
+        elif not warming_up and is_idle(result.track, geo, now):
+            idle.append((result.track, stored.partition))
     await effects.flush()
     for track, partition, changed in saves:
         save_track(track, partition, now=changed)
+    for track, partition in idle:
+        forgot_route = forget_driver(track, partition)
+        FORGOTTEN.labels("driver").inc()
+        if forgot_route:
+            FORGOTTEN.labels("route").inc()
+
+
+def is_idle(track: DriverTrack, geo: PlanGeometry | None, now: int) -> bool:
+    """Silent for FLEET_IDLE_FORGET_S, no open alert, off shift or its route finished."""
+    if track.alerts or track.last_seen_ms is None:
+        return False
+    if now - track.last_seen_ms < settings.idle_forget_s * 1000:
+        return False
+    plan = geo.plan if geo is not None else None
+    finished = plan is None or route_progress(track, plan).fraction >= 1
+    return finished or not is_on_shift(track, plan, now)
 
 
 # --- read-model rebuild -----------------------------------------------------------------------

@@ -163,6 +163,36 @@ def write_due_tracks() -> None:
     write_tracks(_unsaved_tracks.take_due())
 
 
+def forget_driver(track: DriverTrack, partition: int | None) -> bool:
+    """Drop an idle driver from tables (tombstones) and caches; also its route's plan when
+    that plan is finished and indexed under it. True when the route was dropped too."""
+    from streams.ingest.state import INGESTOR, driver_states  # ingest's state of the driver
+
+    driver_id = track.driver_id
+    key = driver_id.encode()
+    partition = partition if partition is not None else tracks.source_partition.get(key)
+    for table in (tracks, driver_states):
+        if partition is not None:
+            table.source_partition.setdefault(key, partition)
+        if key in table:
+            del table[key]  # a tombstone on the changelog, at the driver's partition
+        table.source_partition.pop(key, None)
+    INGESTOR.states.pop(driver_id, None)
+    _track_cache.pop(driver_id, None)
+    written_fields.pop(driver_id, None)
+    recent_fixes.pop(driver_id, None)
+    route_id = route_of_driver(driver_id)
+    record = load_record(route_id)
+    if route_id is None or record is None or record.plan.driver_id != driver_id:
+        return False
+    if any(stop.stop_id not in track.done for stop in record.plan.stops):
+        return False  # stops left: the route is not finished
+    del plans_table[route_id.encode()]
+    del driver_routes[key]
+    _record_cache.pop(route_id, None)
+    return True
+
+
 def remember_fixes(pings: Iterable[Ping]) -> None:
     """Keep the last few fixes per driver (pings arrive in order per driver)."""
     for ping in pings:
