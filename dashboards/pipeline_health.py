@@ -26,8 +26,9 @@ def _rate(metric: str, by: str = "", window: str = "5m") -> str:
     return f"sum{grouping} (rate({metric}[{window}]))"
 
 
-def _quantile(q: float, metric: str, by: str) -> str:
-    return f"histogram_quantile({q}, sum by (le, {by}) (rate({metric}_bucket[5m])))"
+def _quantile(q: float, metric: str, by: str = "") -> str:
+    labels = f"le, {by}" if by else "le"
+    return f"histogram_quantile({q}, sum by ({labels}) (rate({metric}_bucket[5m])))"
 
 
 # Every query runs against a real Prometheus scraping a live worker in tests.
@@ -72,6 +73,13 @@ SECTIONS: dict[str, list[Graph]] = {
         Graph("Dead letters not sent / s", "ops",
               "Dead letters that could not be published (logged): input lost to the DLQ.",
               ((_rate("fleet_dead_letter_failures_total", "source"), "{{source}}"),)),
+        Graph("Stale timer walk p50 / p99", "s",
+              "Duration of one stale-timer walk over the drivers a worker owns.",
+              ((_quantile(0.5, "fleet_stale_timer_seconds"), "p50"),
+               (_quantile(0.99, "fleet_stale_timer_seconds"), "p99"))),
+        Graph("Tracking state dropped / s", "ops",
+              "Idle drivers and finished routes dropped from the tracker's state.",
+              ((_rate("fleet_tracking_forgotten_total", "what"), "{{what}}"),)),
         Graph("Read-model rebuilds", "short",
               "Rebuilds of the Redis read model from the tables after Redis lost data, per 5 "
               "min, and the slowest rebuild.",

@@ -52,13 +52,14 @@ from tests.conftest import TEST_PARTITIONS, produce, service_unavailable, wait_u
 pytestmark = pytest.mark.integration
 
 MIN = 60_000
-# Metrics only a fault (a bug, a refused write, an unreachable service) or a promoted ETA
-# model gives series (tests/integration/test_eta_stream.py promotes one): here only their
-# export is checked.
+# Metrics only a fault (a bug, a refused write, an unreachable service), a promoted ETA
+# model (tests/integration/test_eta_stream.py promotes one) or hours of idleness give
+# series: here only their export is checked.
 FAULT_ONLY = {
     "fleet_processing_errors_total", "fleet_hook_errors_total", "fleet_effect_retries_total",
     "fleet_history_retries_total", "fleet_dead_letter_failures_total",
     "fleet_gateway_kafka_failures_total", "fleet_eta_model_info",
+    "fleet_tracking_forgotten_total",
 }  # fmt: skip
 
 
