@@ -280,15 +280,20 @@ class Run:
 
     # --- the run -------------------------------------------------------------------------
     def execute(self) -> RunResult:
+        started_utc = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
+        try:
+            self.on_progress(0.0, None, "starting workers")
+            self._start_stack()
+            return self._run(started_utc)
+        finally:
+            self._tear_down()
+
+    def _run(self, started_utc: str) -> RunResult:
         sc = self.scenario
         env = self.env
-        started_utc = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
-        self.on_progress(0.0, None, "starting workers")
-        self._start_stack()
         traffic = Traffic(sc, env.settings.kafka_bootstrap, env.topic, env.run_id)
         self.on_progress(0.0, None, "publishing plans")
         traffic.publish_plans()
-        lag = KafkaLag(env.settings.kafka_bootstrap, env.topic(PINGS), sc.partitions)
         plans_started = time.monotonic()
         plans_done = self._wait_consumed(env.topic(ROUTES), sc.plans_timeout_s)
         self.plans_note = (
@@ -296,6 +301,7 @@ class Run:
             if plans_done
             else f"plans still being consumed after {sc.plans_timeout_s:.0f} s: pings started"
         )
+        lag = KafkaLag(env.settings.kafka_bootstrap, env.topic(PINGS), sc.partitions)
         outputs = OutputReader(env.settings.kafka_bootstrap, env.topic, traffic.ledger.sent_wall_ms)
         outputs.start()
         ledger = traffic.ledger
@@ -324,7 +330,6 @@ class Run:
             sampler.stop()
             outputs.stop()
             lag.close()
-            self._tear_down()
         return RunResult(
             scenario=sc, run_id=env.run_id, workers=len(env.workers), started_utc=started_utc,
             samples=sampler.samples, outputs=outputs.outputs, ledger=ledger,
