@@ -74,6 +74,10 @@ def run_scenario(
     return _scale_out_summary(results, slo, out, command)
 
 
+def _mean(values: list[float]) -> float:
+    return sum(values) / len(values) if values else 0.0
+
+
 def _scale_out_summary(
     results: list[RunResult], slo: Slo, out: Path, command: str
 ) -> tuple[Path, str]:
@@ -87,8 +91,9 @@ def _scale_out_summary(
         f"Command: `{command}`",
         "",
         "| workers | verdict | offered/s | processed/s | p99 ms | max lag (s) | worker CPU (% of "
-        "one core, each) | machine CPU (% of one core) | lost | repeated alerts | report |",
-        "|---|---|---|---|---|---|---|---|---|---|---|",
+        "one core, each) | Kafka / Redis / generator CPU | machine CPU (of 200) | lost | "
+        "repeated alerts | report |",
+        "|---|---|---|---|---|---|---|---|---|---|---|---|",
     ]
     verdicts = []
     for r in results:
@@ -102,11 +107,15 @@ def _scale_out_summary(
             if values:
                 cpus.append(f"{sum(values) / len(values):.0f}")
         machine = [x.cpu.get(report.MACHINE, 0.0) for x in after]
+        services = " / ".join(
+            f"{_mean([x.cpu.get(p, 0.0) for x in after]):.0f}"
+            for p in ("kafka", "redis", "load generator")
+        )
         lag_max = max((lag_seconds(x) for x in after), default=0.0)
         lines.append(
             f"| {r.workers} | {report.overall(v)} | "
             f"{w.offered_per_s if w else 0:,.0f} | {w.processed_per_s if w else 0:,.0f} | "
-            f"{w.p99_ms if w else 0:,.0f} | {lag_max:.1f} | {' / '.join(cpus)} | "
+            f"{w.p99_ms if w else 0:,.0f} | {lag_max:.1f} | {' / '.join(cpus)} | {services} | "
             f"{sum(machine) / max(len(machine), 1):.0f} | {r.verification.lost:,} | "
             f"{len(r.outputs.duplicated_alerts())} | [workers-{r.workers}](workers-{r.workers}/"
             "report.md) |"
