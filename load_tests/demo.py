@@ -214,7 +214,7 @@ def fleet_state(sim: DaySimulation, r: redis.Redis) -> day_report.FleetState:
         plans = {d.plan.route_id: d.plan for d in drivers}
         outcomes = {d.plan.route_id: dict(d.done) for d in drivers}
         fallback = {d.driver_id: d.pos for d in drivers}
-    pipe = r.pipeline()
+    pipe = r.pipeline(transaction=False)  # reads only (the reader role may not MULTI)
     for d in drivers:
         pipe.hmget(driver_key(d.driver_id), "lat", "lon", "status")
     positions = {}
@@ -224,6 +224,24 @@ def fleet_state(sim: DaySimulation, r: redis.Redis) -> day_report.FleetState:
         else:
             positions[d.driver_id] = (*fallback[d.driver_id], "idle")
     return day_report.FleetState(plans, outcomes, positions)
+
+
+def write_report(
+    report: Path,
+    sim: DaySimulation,
+    story: Story,
+    setup: DemoSetup,
+    base: Settings,
+    duration_s: float,
+    log: Callable[[str], None],
+) -> None:
+    """The report of the day: the pipeline's answers, the fleet as it ended, the settings."""
+    metrics = decision_outcomes(setup.settings.metrics_port)
+    state = fleet_state(sim, redis_client(setup.reader, decode_responses=True))
+    path = day_report.write(report, sim.day, story, state, sim.counts.orders,
+                            sim.counts.unservable, metrics, demo_worker_env(duration_s),
+                            base.zone_resolution)  # fmt: skip
+    log(f"report: {path}")
 
 
 def run(
@@ -285,13 +303,11 @@ def run(
         if reader is not None:
             reader.stop()
         if sim is not None:
-            metrics = decision_outcomes(settings.metrics_port)
-            r = redis_client(setup.reader, decode_responses=True)
-            state = fleet_state(sim, r)
-            path = day_report.write(report, sim.day, story, state, sim.counts.orders,
-                                    sim.counts.unservable, metrics, demo_worker_env(duration_s),
-                                    base.zone_resolution)  # fmt: skip
-            log(f"report: {path}")
+            try:
+                write_report(report, sim, story, setup, base, duration_s, log)
+            except Exception as exc:  # still stop what was started
+                log(f"[red]the report could not be written: {exc!r}")
+                code = 1
         worker.stop()
         shutil.rmtree(datadir, ignore_errors=True)
         if setup.own_topics:
