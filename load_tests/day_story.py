@@ -202,18 +202,20 @@ class Story:
         }
 
     def decisions_for(self, record: AlertRecord) -> list[Decision]:
-        """The decisions an alert led to (by ``caused_by``; failed stops by stop and route)."""
+        """The decisions an alert led to: by ``caused_by`` (``alert:<id>``; a failed stop:
+        ``stop:<route_id>/<stop_id>``, or ``stop:<stop_id>`` with the route among those changed)."""
         alert = record.alert
+        stop_id = alert.details.get("stop_id")
         out = []
         for d in self.decisions:
             caused = d.update.caused_by or ""
             if caused == f"alert:{alert.alert_id}":
                 out.append(d)
-            elif (
-                alert.kind == "failed_delivery" and caused == f"stop:{alert.details.get('stop_id')}"
-            ):
+            elif alert.kind == "failed_delivery" and d.update.issued_ms >= alert.opened_ms:
                 routes = (d.update.rationale or {}).get("routes", [d.update.route_id])
-                if alert.route_id in routes and d.update.issued_ms >= alert.opened_ms:
+                if caused == f"stop:{alert.route_id}/{stop_id}" or (
+                    caused == f"stop:{stop_id}" and alert.route_id in routes
+                ):
                     out.append(d)
         return out
 
