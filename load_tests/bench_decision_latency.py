@@ -93,9 +93,10 @@ class UpdateWatch:
         decoder = msgspec.json.Decoder(RouteUpdate)
         while not self._stop.is_set():
             msg = self._consumer.poll(0.05)
-            if msg is None or msg.error() or msg.value() is None:
+            value = msg.value() if msg is not None and not msg.error() else None
+            if value is None:
                 continue
-            update = decoder.decode(msg.value())
+            update = decoder.decode(value)
             self.seen.setdefault((update.cause, update.caused_by or ""), time.perf_counter())
 
     def wait(self, cause: str, caused_by: str, timeout: float = 20.0) -> float | None:
@@ -159,6 +160,21 @@ def main() -> None:
                 rng=rng,
             )
             for k in range(args.routes)
+        ]
+        # Roomy windows and shifts: the planned times of build_plan are tighter than the
+        # decision's travel-time estimate (detour factor, rush-hour speed).
+        plans = [
+            msgspec.structs.replace(
+                plan,
+                shift_end_ms=start + 12 * 3_600_000,
+                stops=[
+                    msgspec.structs.replace(
+                        stop, window_start_ms=start, window_end_ms=start + 10 * 3_600_000
+                    )
+                    for stop in plan.stops
+                ],
+            )
+            for plan in plans
         ]
         for plan in plans:
             _send(producer, settings, ROUTES, plan.route_id, encode(plan))

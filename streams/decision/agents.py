@@ -9,6 +9,7 @@ no message to dead-letter) and the route waits for its next trigger.
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import logging
 import time
 from functools import partial
@@ -19,6 +20,7 @@ from faust.types import EventT, StreamT
 
 import decision.decide as decide
 from decision.orders import validate_order
+from decision.params import SolveParams
 from fleet.clock import now_ms
 from fleet.decode import decode_struct
 from fleet.errors import InvalidCommand
@@ -61,7 +63,18 @@ REPLAN_KINDS = ("off_route", "behind_schedule", "eta_window_risk")
 MOVING_KINDS = ("behind_schedule", "eta_window_risk")  # may hand stops to drivers with slack
 DECISION_COMMANDS = ("optimize", "accept_proposal", "lock_stop", "unlock_stop")
 STALE_RETRIES = 3
+MIN_BUDGET_S = 0.2
 failed_pending: list[tuple[str, str, int]] = []  # (route_id, stop_id, ts_ms) of failed stops
+
+
+def budget_since(arrived_ms: int | None) -> SolveParams:
+    """The solver parameters with the time limit counted from when the input arrived: a
+    decision's budget covers its wait in the pipeline too (never under MIN_BUDGET_S)."""
+    if arrived_ms is None:
+        return CONFIG.params
+    spent = max(0.0, (now_ms() - arrived_ms) / 1000)
+    limit = max(MIN_BUDGET_S, CONFIG.params.time_limit_s - spent)
+    return dataclasses.replace(CONFIG.params, time_limit_s=limit)
 
 
 async def _timed(cause: str, fn: Any, *args: Any, **kwargs: Any) -> decide.Decision:
@@ -89,7 +102,9 @@ async def assign_new_orders(stream: StreamT[bytes]) -> None:
         if not orders:
             continue
         try:
-            await assign([order for order, _ in orders.values()])
+            stamps = [e.message.timestamp for _, e in orders.values() if e.message.timestamp]
+            arrived = int(min(stamps) * 1000) if stamps else None
+            await assign([order for order, _ in orders.values()], arrived)
         except Exception as exc:
             for _, event in orders.values():
                 await on_processing_error(ORDERS, event, exc)
@@ -102,7 +117,7 @@ async def _collect_order(orders: dict[str, tuple[Order, EventT]], event: EventT)
     orders[order.order_id] = (order, event)
 
 
-async def assign(orders: list[Order]) -> decide.Decision:
+async def assign(orders: list[Order], arrived_ms: int | None = None) -> decide.Decision:
     """Place a batch of orders; publish the changed routes; alert the ones nothing fits.
 
     When a route changed during the solve (a dispatcher's edit won the race), the batch is
@@ -113,7 +128,7 @@ async def assign(orders: list[Order]) -> decide.Decision:
             states = active_states()
             decision = await _timed(
                 "assign", decide.assign_orders, orders, states, now, CONFIG.travel,
-                CONFIG.params, CONFIG.order_candidates,
+                budget_since(arrived_ms), CONFIG.order_candidates,
             )  # fmt: skip
             if still_current(decision):
                 break
@@ -174,7 +189,7 @@ async def cool_down_after_edits(change: hooks.PlanChanged) -> None:
         gate.issued(change.plan.route_id, now_ms())
 
 
-@app.timer(interval=0.2)
+@app.timer(interval=0.05)
 async def run_due_decisions() -> None:
     """Failed stops, long-stale drivers and debounced triggers, one decision at a time."""
     now = now_ms()
@@ -212,7 +227,7 @@ async def reinsert_failed(route_id: str, stop_id: str, ts_ms: int) -> decide.Dec
         now = now_ms()
         decision = await _timed(
             "failed_delivery", decide.reinsert_failed, route_id, stop_id, states, now,
-            CONFIG.travel, CONFIG.params, retry_after_s=CONFIG.retry_after_s,
+            CONFIG.travel, budget_since(ts_ms), retry_after_s=CONFIG.retry_after_s,
             neighbours=CONFIG.neighbours,
         )  # fmt: skip
         await publish_decision(

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import multiprocessing
+import os
 from collections.abc import Callable
 from concurrent.futures import ProcessPoolExecutor
 from functools import partial
@@ -16,6 +17,12 @@ from fleet.errors import ServiceUnavailable
 from streams.app import app
 
 T = TypeVar("T")
+SOLVER_NICENESS = 10
+
+
+def _lower_priority() -> None:
+    """The solver yields the CPU to the worker's event loop (dispatcher edits, pings)."""
+    os.nice(SOLVER_NICENESS)
 
 
 def _warm() -> bool:
@@ -33,7 +40,9 @@ class SolverPool(Service):
 
     async def on_start(self) -> None:
         # spawn, not fork: the worker has threads (Kafka clients) a fork would copy mid-state
-        self._pool = ProcessPoolExecutor(1, mp_context=multiprocessing.get_context("spawn"))
+        self._pool = ProcessPoolExecutor(
+            1, mp_context=multiprocessing.get_context("spawn"), initializer=_lower_priority
+        )
         await asyncio.get_running_loop().run_in_executor(self._pool, _warm)
 
     async def on_stop(self) -> None:
