@@ -175,6 +175,8 @@ class Sample:
     cpu: dict[str, float] = field(default_factory=dict)  # process -> % of one core
     rss_mb: dict[str, float] = field(default_factory=dict)
     rate: float = 0.0  # offered pings/s the scenario asks for at this moment
+    timer_sum_s: float = 0.0  # stale timer: total seconds spent so far (all workers)
+    timer_runs: float = 0.0
 
 
 class Processes:
@@ -284,4 +286,6 @@ class Sampler:
             cpu=cpu,
             rss_mb=rss,
             rate=rate,
+            timer_sum_s=c.total("fleet_stale_timer_seconds_sum"),
+            timer_runs=c.total("fleet_stale_timer_seconds_count"),
         )

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 import json
 import math
 import statistics
@@ -166,6 +167,19 @@ def _cpu_table(samples: list[Sample]) -> list[str]:
     return lines
 
 
+def _timer_lines(samples: list[Sample]) -> list[str]:
+    """Mean stale-timer run per third of the run (does a sweep get slower as state grows?)."""
+    if len(samples) < 6 or samples[-1].timer_runs < 3:
+        return []
+    n = len(samples)
+    cuts = [samples[0], samples[n // 3], samples[2 * n // 3], samples[-1]]
+    means = []
+    for a, b in itertools.pairwise(cuts):
+        runs = b.timer_runs - a.timer_runs
+        means.append(f"{1000 * (b.timer_sum_s - a.timer_sum_s) / runs:,.0f} ms" if runs else "-")
+    return ["", "Stale timer, mean duration per run in each third of the run: " + " / ".join(means)]
+
+
 def overall(verdicts: list[Verdict]) -> str:
     return "PASS" if all(v.passed for v in verdicts) else "FAIL"
 
@@ -257,6 +271,7 @@ def markdown(result: RunResult, slo: Slo, plots: list[str], command: str) -> str
             back = f"{f.ended_s:.0f}" if f.ended_s is not None else "-"
             lines.append(f"| {f.started_s:.0f} | {f.action} | {back} | {f.note} |")
     lines += ["", "## CPU and memory", *_cpu_table(result.samples)]
+    lines += _timer_lines(result.samples)
     lines += ["", "## Plots", *(f"![{p}]({p})" for p in plots)]
     lines += ["", "## Scenario", "| parameter | value |", "|---|---|"]
     lines += [f"| {f.name} | {getattr(sc, f.name)} |" for f in fields(Scenario)
