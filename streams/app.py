@@ -140,9 +140,13 @@ def key_partition(key: bytes, partitions: int) -> int:
 
 def global_bytes_table(name: str) -> GlobalTableT:
     """A bytes -> bytes table every worker holds whole (changelog partition from the key)."""
+    # Global (every worker recovers every partition) and, as with Faust's use_partitioner,
+    # every partition is also a standby: a write lands on the key's partition, which may be
+    # another worker's active one, and every worker must still read it.
     table = KeyPartitionedGlobalTable(
         app, name=name, schema=_BYTES, key_type=bytes, value_type=bytes,
-        partitions=settings.partitions, beacon=app.tables.beacon,
+        partitions=settings.partitions, beacon=app.tables.beacon, is_global=True,
+        synchronize_all_active_partitions=True,
     )  # fmt: skip
     return app.tables.add(table)  # type: ignore[return-value]
 
