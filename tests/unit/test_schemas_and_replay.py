@@ -69,7 +69,8 @@ def test_contract_examples_validate(schemas, name):
 
 def test_route_update_carries_a_full_plan(schemas):
     update = {"route_id": "rt-1", "driver_id": "drv-1", "version": 4, "cause": "off_route",
-              "caused_by": "alert:al-5512", "issued_ms": 1763720505000, "plan": CONTRACT_EXAMPLES["RoutePlan"],
+              "caused_by": "alert:al-5512", "issued_ms": 1763720505000,
+              "plan": CONTRACT_EXAMPLES["RoutePlan"],
               "rationale": {"objective_before": 5120}}  # fmt: skip
     jsonschema.validate(update, schemas["RouteUpdate"])
 
