@@ -83,6 +83,23 @@ def owned_partitions() -> frozenset[int]:
     return frozenset(tp.partition for tp in app.assignor.assigned_actives() if tp.topic in names)
 
 
+async def changelog_acknowledged() -> None:
+    """Wait until the messages Faust's producer buffer holds now are sent and acknowledged.
+
+    Not ``app.producer.flush()``: that waits until the buffer is empty, which under steady
+    load (every agent writing changelogs) may never happen, and commits would stop. The
+    buffer is FIFO, so the writes of the states saved so far go out before later ones.
+    """
+    producer = app.producer
+    buffer = producer.buffer
+    left = buffer.size
+    while left > 0 and buffer.size > 0:
+        left -= await buffer.flush_atmost(left)  # one message_sent per send, 0.1 s give-up
+    transport = getattr(producer, "_producer", None)
+    if transport is not None:
+        await transport.flush()  # the batches in flight now, acknowledged
+
+
 class PingBatches(Service):
     """The batch ping consumer, started and stopped with the worker."""
 
@@ -207,7 +224,7 @@ class PingBatches(Service):
             offsets.update(self.pending.popleft().offsets)
         if not offsets:
             return
-        await app.producer.flush()  # the saved states are acknowledged by Kafka
+        await changelog_acknowledged()  # the saved states are acknowledged by Kafka
         tps = [TopicPartition(SOURCE, p, o) for p, o in offsets.items() if p in self.owned]
         if tps:
             try:
