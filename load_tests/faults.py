@@ -188,11 +188,35 @@ def _wait(predicate: Any, timeout: float) -> bool:
     return bool(predicate())
 
 
+def private_run(
+    name: str, run: str, extra: dict[str, str]
+) -> tuple[dict[str, str], Settings, Path]:
+    """Environment, settings and directory of a worker on topics of its own (created)."""
+    from fleet import services
+    from load_tests.harness import free_port
+
+    base = get_settings()
+    var = Path(tempfile.mkdtemp(prefix=f"fleet-{name}-"))
+    env = {
+        **os.environ, **QUIET_DECISIONS, "FLEET_TOPIC_PREFIX": f"{name[0]}{run}.",
+        "FLEET_APP_ID": f"{name}-{run}", "FLEET_VAR_DIR": str(var / "var"),
+        "FLEET_METRICS_PORT": str(free_port()), "FLEET_WORKER_WEB_PORT": str(free_port()),
+        **extra,
+    }  # fmt: skip
+    settings = Settings(
+        topic_prefix=env["FLEET_TOPIC_PREFIX"], app_id=env["FLEET_APP_ID"],
+        var_dir=Path(env["FLEET_VAR_DIR"]), kafka_bootstrap=base.kafka_bootstrap,
+        redis_url=base.redis_url, partitions=base.partitions,
+    )  # fmt: skip
+    services.ensure_topics(settings)
+    return env, settings, var
+
+
 def main(argv: list[str] | None = None) -> int:
     from confluent_kafka import Producer
 
     from fleet import services
-    from load_tests.harness import WorkerProcess, free_port
+    from load_tests.harness import WorkerProcess
     from tests.conftest import consume_all  # the same reader as the tests
 
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
@@ -203,19 +227,7 @@ def main(argv: list[str] | None = None) -> int:
 
     base = get_settings()
     run = uuid.uuid4().hex[:8]
-    var = Path(tempfile.mkdtemp(prefix="fleet-faults-"))
-    env = {
-        **os.environ, **QUIET_DECISIONS, "FLEET_TOPIC_PREFIX": f"f{run}.",
-        "FLEET_APP_ID": f"faults-{run}", "FLEET_VAR_DIR": str(var / "var"),
-        "FLEET_METRICS_PORT": str(free_port()), "FLEET_WORKER_WEB_PORT": str(free_port()),
-        "FLEET_READ_MODEL_CHECK_S": "1",
-    }  # fmt: skip
-    settings = Settings(
-        topic_prefix=env["FLEET_TOPIC_PREFIX"], app_id=env["FLEET_APP_ID"],
-        var_dir=Path(env["FLEET_VAR_DIR"]), kafka_bootstrap=base.kafka_bootstrap,
-        redis_url=base.redis_url, partitions=base.partitions,
-    )  # fmt: skip
-    services.ensure_topics(settings)
+    env, settings, var = private_run("faults", run, {"FLEET_READ_MODEL_CHECK_S": "1"})
     producer = Producer(
         {"bootstrap.servers": base.kafka_bootstrap, "partitioner": "murmur2_random"}
     )
@@ -229,6 +241,12 @@ def main(argv: list[str] | None = None) -> int:
             producer.produce(topic_name(settings, topic), key=key, value=value)
             producer.poll(0)
         producer.flush(30)
+
+    def routed(world: World) -> bool:
+        return all(
+            r.hget(f"fleet:driver:{p.driver_id}", "route_id") == p.route_id
+            for p in world.plans.values()
+        )
 
     def check(world: World, label: str, began: float) -> bool:
         want = expected_read_model(world)
@@ -257,6 +275,9 @@ def main(argv: list[str] | None = None) -> int:
             worlds.append(world)
             send(ROUTES, world.plan_messages())
             send(EVENTS, world.shifts())
+            # A command before its route's plan is dead-lettered unknown_route (the contract):
+            # the kills start once every plan is tracked.
+            _wait(lambda w=world: routed(w), 300)  # type: ignore[misc]
             for topic, messages in (
                 (PINGS, world.pings()), (EVENTS, world.outcomes()), (COMMANDS, world.commands()),
             ):  # fmt: skip
@@ -283,6 +304,7 @@ def main(argv: list[str] | None = None) -> int:
         world = World(f"{run}last", args.drivers)
         send(ROUTES, world.plan_messages())
         send(EVENTS, world.shifts())
+        _wait(lambda: routed(world), 300)
         send(PINGS, world.pings())
         send(EVENTS, world.outcomes())
         send(COMMANDS, world.commands())
