@@ -71,10 +71,13 @@ def test_agent_modules_import_without_connecting_or_starting_threads() -> None:
     assert report["attempts"] == []
     assert report["threads"] == []
     assert report["pools"] == []  # Redis pools and thread pools are made by services at start
+    # Pings come through the PingBatches service by default (FLEET_PING_CONSUMER=batch); the
+    # per-event `ingest` agent is registered only with FLEET_PING_CONSUMER=agent.
     assert {a.rsplit(".", 1)[-1] for a in report["agents"]} >= {
-        "ingest",
         "track_route_plans",
         "track_delivery_events",
         "apply_dispatch_commands",
     }
-    assert {"RedisClient", "MetricsServer", "WarmUpClock"} <= set(report["resources"])
+    assert {"RedisClient", "MetricsServer", "WarmUpClock", "PingBatches"} <= set(
+        report["resources"]
+    )
