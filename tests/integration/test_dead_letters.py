@@ -32,9 +32,10 @@ INVALID: list[tuple[str, bytes, bytes, str]] = [
     # Decodes, but no route is known: the command cannot apply.
     (COMMANDS, b"rt-unknown", encode(DispatchCommand("c1", "rt-unknown", "cancel_route", NOW)),
      "unknown_route"),
-    # No agent is registered for optimize commands yet: answered, never ignored.
-    (COMMANDS, b"rt-dl", encode(DispatchCommand("c2", "rt-dl", "optimize", NOW)),
-     "unsupported_command"),
+    # Handed to the decision agent (lock_stop), which finds no such stop on the route: answered.
+    (COMMANDS, b"rt-dl",
+     encode(DispatchCommand("c2", "rt-dl", "lock_stop", NOW, stop_id="st-nope")),
+     "unknown_stop"),
 ]  # fmt: skip
 
 
