@@ -81,6 +81,8 @@ class SolveParams:
     ``solution_limit`` bounds the search by a number of solutions in addition to the time
     limit: with it, a run that finishes before the time limit is fully repeatable (same
     problem, same seed, same plan). ``seed`` fixes the order in which stops enter the model.
+    ``neighbour_operators`` adds OR-Tools' relocate-neighbours and cross-exchange moves to the
+    local search (off by default; the Solomon path turns them on, where they shorten routes).
     """
 
     time_limit_s: float = 1.0
@@ -89,6 +91,7 @@ class SolveParams:
     local_search_metaheuristic: str = "GUIDED_LOCAL_SEARCH"
     weights: ObjectiveWeights = field(default_factory=ObjectiveWeights)
     solution_limit: int | None = None
+    neighbour_operators: bool = False
 
     def __post_init__(self) -> None:
         _check_number("SolveParams", "time_limit_s", self.time_limit_s, 0.001, MAX_TIME_LIMIT_S)
@@ -111,6 +114,10 @@ class SolveParams:
             isinstance(limit, bool) or not isinstance(limit, int) or limit < 1
         ):
             raise InvalidParams(f"SolveParams.solution_limit={limit!r} is not an integer >= 1")
+        if not isinstance(self.neighbour_operators, bool):
+            raise InvalidParams(
+                f"SolveParams.neighbour_operators={self.neighbour_operators!r} is not a boolean"
+            )
 
     @classmethod
     def from_mapping(cls, data: Mapping[str, Any]) -> SolveParams:

@@ -198,6 +198,7 @@ def solve_solomon(inst: SolomonInstance, time_limit_s: float, seed: int = 0) -> 
             first_solution_strategy=first,
             local_search_metaheuristic="GUIDED_LOCAL_SEARCH",
             weights=weights,
+            neighbour_operators=True,
         )
 
     total = deadline - began

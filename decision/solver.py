@@ -11,6 +11,7 @@ from dataclasses import dataclass
 import numpy as np
 import numpy.typing as npt
 from ortools.constraint_solver import pywrapcp, routing_enums_pb2
+from ortools.util import optional_boolean_pb2
 
 from decision.params import SolveParams
 from decision.problem import Problem, Vehicle
@@ -223,6 +224,10 @@ def solve(
     search.local_search_metaheuristic = getattr(
         routing_enums_pb2.LocalSearchMetaheuristic, params.local_search_metaheuristic
     )
+    if params.neighbour_operators:
+        ops = search.local_search_operators
+        ops.use_relocate_neighbors = optional_boolean_pb2.BOOL_TRUE
+        ops.use_cross_exchange = optional_boolean_pb2.BOOL_TRUE
     spent = time.perf_counter() - began
     budget = max(0.01, params.time_limit_s - spent)
     search.time_limit.FromMilliseconds(max(10, int(budget * 1000)))
