@@ -24,7 +24,7 @@ def _cmd_solve(args: argparse.Namespace, settings: Settings) -> int:
     # Headroom for building the model, the last repair and the output on a loaded machine.
     headroom = max(0.1, 0.08 * args.time_limit)
     remaining = args.time_limit - (time.perf_counter() - began) - headroom
-    result = solve_solomon(instance, max(0.05, remaining), seed=args.seed)
+    result = solve_solomon(instance, max(0.05, remaining), seed=args.seed, objective=args.objective)
     answer = dict(result.as_json(), solver_ms=int((time.perf_counter() - began) * 1000))
     if args.json:
         print(json.dumps(answer))
@@ -44,10 +44,16 @@ def register(subparsers: Any) -> None:
     dsub = decision.add_subparsers(dest="decision_command", required=True)
     solve = dsub.add_parser(
         "solve",
-        help="solve a Solomon VRPTW instance (fewest vehicles, then shortest distance)",
+        help="solve a Solomon VRPTW instance (shortest distance serving every customer)",
     )
     solve.add_argument("file", help="instance in the standard Solomon text layout")
     solve.add_argument("--time-limit", type=float, required=True, help="seconds, wall clock")
     solve.add_argument("--seed", type=int, default=0, help="order of customers in the model")
+    solve.add_argument(
+        "--objective",
+        choices=["distance", "vehicles"],
+        default="distance",
+        help="distance: shortest total distance (default); vehicles: fewest routes, then distance",
+    )
     solve.add_argument("--json", action="store_true", help="one JSON object on stdout")
     solve.set_defaults(handler=_cmd_solve)

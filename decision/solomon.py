@@ -165,7 +165,38 @@ ELIMINATE_UNTIL = 0.55
 ELIMINATION_SLICE = 0.12
 
 
-def solve_solomon(inst: SolomonInstance, time_limit_s: float, seed: int = 0) -> SolomonResult:
+OBJECTIVES = ("distance", "vehicles")
+
+
+def solve_solomon(
+    inst: SolomonInstance, time_limit_s: float, seed: int = 0, objective: str = "distance"
+) -> SolomonResult:
+    """The shortest plan serving everyone (``distance``), or the fewest routes first.
+
+    Whatever the objective, the answer serves every customer the instance lets anyone
+    serve: when no plan serves them all, the vehicles-first path drops and repairs.
+    """
+    if objective not in OBJECTIVES:
+        raise ValueError(f"objective {objective!r}: expected one of {', '.join(OBJECTIVES)}")
+    if objective == "distance":
+        from decision.distance_first import solve_distance_first
+
+        began = time.perf_counter()
+        routes = solve_distance_first(inst, time_limit_s, seed)
+        if routes is not None:
+            problem = to_problem(inst, vehicles=max(1, len(routes)))
+            sequences = {f"v{k}": [str(c) for c in r] for k, r in enumerate(routes)}
+            solver_ms = int((time.perf_counter() - began) * 1000)
+            return SolomonResult(
+                tuple(tuple(r) for r in routes), _distance(problem, sequences), solver_ms
+            )
+        time_limit_s = max(0.05, time_limit_s - (time.perf_counter() - began))
+    return solve_vehicles_first(inst, time_limit_s, seed)
+
+
+def solve_vehicles_first(
+    inst: SolomonInstance, time_limit_s: float, seed: int = 0
+) -> SolomonResult:
     """Minimise vehicles, then distance; always a plan that serves every reachable customer.
 
     Three phases share the wall-clock budget: (1) a first plan and a short guided local
