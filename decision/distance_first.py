@@ -10,8 +10,10 @@ for the return) solved in two phases that share the wall-clock budget:
    on a fleet cut to the routes it uses: empty vehicles only widen every neighbourhood, and a
    route can still be emptied (distance alone never asks for more routes than the start had).
 
-Returns ``None`` when the model has no plan serving everyone (fleet too small, a window that
-cannot be met); the caller then falls back to the plan that drops and reports.
+Customers no vehicle can serve even alone (window closed before anyone gets there, return
+after the depot closes, demand above capacity) are left out from the start. Returns ``None``
+when the search finds no plan serving all the others (fleet too small); the caller then
+falls back to the plan that drops and repairs.
 """
 
 from __future__ import annotations
@@ -33,6 +35,15 @@ START_SHARE = 0.12
 SMALL_PORTFOLIO = ("SAVINGS", "PARALLEL_CHEAPEST_INSERTION", "LOCAL_CHEAPEST_INSERTION")
 LARGE_PORTFOLIO = ("SAVINGS", "PATH_CHEAPEST_ARC")
 LARGE = 300
+# Closing the model and a first plan take about this long per customer squared (1.8 s for
+# 1,000 customers on the 2-core reference box): with less than twice that, the caller's
+# greedy repair path answers in time and this one does not start.
+FIRST_PLAN_S_PER_N2 = 1.8e-6
+
+
+def fits(customers: int, time_limit_s: float) -> bool:
+    """Whether the budget leaves this search time for a first plan and some improvement."""
+    return 2 * FIRST_PLAN_S_PER_N2 * customers**2 <= time_limit_s
 
 
 class _Model:
@@ -96,39 +107,58 @@ def _params(strategy: str, seconds: float) -> pywrapcp.DefaultRoutingSearchParam
     return search
 
 
+def servable(inst: SolomonInstance) -> list[int]:
+    """Indexes of the customers a vehicle can serve alone (within windows, capacity, depot due)."""
+    out = []
+    for i, c in enumerate(inst.customers):
+        there = math.dist((inst.depot.x, inst.depot.y), (c.x, c.y))
+        begin = max(inst.depot.ready + there, c.ready)
+        if (
+            begin <= c.due
+            and begin + c.service + there <= inst.depot.due
+            and (c.demand <= inst.capacity)
+        ):
+            out.append(i)
+    return out
+
+
 def solve_distance_first(
     inst: SolomonInstance, time_limit_s: float, seed: int = 0
 ) -> list[list[int]] | None:
-    """Routes (customer numbers) of the shortest plan found that serves every customer."""
+    """Routes (customer numbers) of the shortest plan found serving every servable customer."""
     began = time.perf_counter()
     deadline = began + time_limit_s
-    order = list(range(len(inst.customers)))
+    order = servable(inst)
+    if not order:
+        return []
     if seed:
-        order = [int(i) for i in np.random.default_rng(seed).permutation(len(order))]
-    portfolio = SMALL_PORTFOLIO if len(order) <= LARGE else LARGE_PORTFOLIO
+        order = [order[int(i)] for i in np.random.default_rng(seed).permutation(len(order))]
+    model = _Model(inst, order, inst.vehicles)
+    if model.infeasible:
+        return None
+    build_s = time.perf_counter() - began
+    small = len(order) <= LARGE
     best: tuple[int, list[list[int]]] | None = None
-    build_s = 0.0
-    for strategy in portfolio:
-        built = time.perf_counter()
-        model = _Model(inst, order, inst.vehicles)
-        if model.infeasible:
-            return None
-        build_s = max(build_s, time.perf_counter() - built)
-        share = min(START_SHARE * time_limit_s, deadline - time.perf_counter() - build_s)
-        if share <= 0.01:
+    for strategy in SMALL_PORTFOLIO if small else LARGE_PORTFOLIO:
+        left = deadline - time.perf_counter()
+        share = min(START_SHARE * time_limit_s, left) if small else left / 2
+        if best is not None and share < 0.02:
             break
-        found = model.routing.SolveWithParameters(_params(strategy, share))
+        found = model.routing.SolveWithParameters(_params(strategy, max(0.01, share)))
         if found is not None and (best is None or found.ObjectiveValue() < best[0]):
             best = (found.ObjectiveValue(), model.routes(found))
     if best is None:
         return None
-    left = deadline - time.perf_counter() - build_s
+    left = deadline - time.perf_counter()
     if left > 0.05:
-        model = _Model(inst, order, len(best[1]))
+        # On the fleet the best start uses, when there is time to build it and search.
+        if build_s < left / 4 and len(best[1]) < inst.vehicles:
+            model = _Model(inst, order, len(best[1]))
         warm = [[model.manager.NodeToIndex(n) for n in seq] for seq in best[1]]
+        warm += [[]] * (model.vehicles - len(warm))
         start = model.routing.ReadAssignmentFromRoutes(warm, True)
-        if start is not None:
-            left = deadline - time.perf_counter()
+        left = deadline - time.perf_counter()
+        if start is not None and left > 0.02:
             found = model.routing.SolveFromAssignmentWithParameters(
                 start, _params("AUTOMATIC", left)
             )

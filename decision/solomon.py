@@ -174,13 +174,16 @@ def solve_solomon(
     """The shortest plan serving everyone (``distance``), or the fewest routes first.
 
     Whatever the objective, the answer serves every customer the instance lets anyone
-    serve: when no plan serves them all, the vehicles-first path drops and repairs.
+    serve: when no plan serves them all, or the budget is too short for the distance search
+    on a large instance, the vehicles-first path (greedy repair) answers.
     """
     if objective not in OBJECTIVES:
         raise ValueError(f"objective {objective!r}: expected one of {', '.join(OBJECTIVES)}")
     if objective == "distance":
-        from decision.distance_first import solve_distance_first
+        from decision.distance_first import fits, solve_distance_first
 
+        if not fits(len(inst.customers), time_limit_s):
+            return solve_vehicles_first(inst, time_limit_s, seed)
         began = time.perf_counter()
         routes = solve_distance_first(inst, time_limit_s, seed)
         if routes is not None:

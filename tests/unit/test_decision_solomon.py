@@ -12,6 +12,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from decision.cli import register
+from decision.distance_first import servable
 from decision.errors import InvalidInstance
 from decision.solomon import parse_solomon, read_solomon, solve_solomon, to_problem
 from decision.solution import violations
@@ -98,3 +99,24 @@ def test_cli_prints_the_contracted_json(capsys: pytest.CaptureFixture[str]) -> N
     assert set(answer) == {"vehicles", "distance", "routes", "solver_ms"}
     assert answer["vehicles"] == len(answer["routes"]) <= 25
     assert sorted(c for r in answer["routes"] for c in r) == list(range(1, 101))
+
+
+@pytest.mark.parametrize("objective", ["distance", "vehicles"])
+def test_a_customer_nobody_can_reach_is_left_out_and_the_rest_served(objective: str) -> None:
+    rows = [(50, 50, 0, 0, 200, 0), (60, 50, 5, 0, 100, 10), (40, 50, 5, 0, 100, 10)]
+    rows += [(45, 55, 5, 0, 100, 10), (99, 99, 5, 0, 20, 10)]  # 69 away, due at 20
+    inst = parse_solomon(layout("X2", 3, 50, rows))
+    result = solve_solomon(inst, 0.5, objective=objective)
+    assert sorted(c for r in result.routes for c in r) == [1, 2, 3]
+    assert servable(inst) == [0, 1, 2]
+
+
+def test_long_horizon_instances_get_complete_feasible_distance_plans() -> None:
+    # C2/R2-like: long horizon, large capacity, few routes.
+    rows = [(40, 50, 0, 0, 3390, 0)]
+    rows += [(5 * (i % 19), 7 * (i // 19 % 14), 10, 30 * i, 30 * i + 400, 90) for i in range(1, 60)]
+    inst = parse_solomon(layout("R201", 25, 1000, rows))
+    result = solve_solomon(inst, 1.0)
+    seqs = {f"v{k}": [str(c) for c in r] for k, r in enumerate(result.routes)}
+    assert violations(to_problem(inst), seqs) == []
+    assert sorted(c for r in result.routes for c in r) == list(range(1, 60))
