@@ -5,6 +5,7 @@ from __future__ import annotations
 import contextlib
 import json
 import math
+from collections.abc import Sequence
 from pathlib import Path
 
 import pytest
@@ -29,7 +30,7 @@ customer = st.tuples(
 )
 
 
-def layout(name: str, vehicles: int, capacity: int, rows: list[tuple[int, ...]]) -> str:
+def layout(name: str, vehicles: int, capacity: int, rows: Sequence[tuple[int, ...]]) -> str:
     """An instance text in the standard layout."""
     head = f"{name}\n\nVEHICLE\nNUMBER     CAPACITY\n  {vehicles}         {capacity}\n\nCUSTOMER\n"
     head += "CUST NO.  XCOORD.   YCOORD.    DEMAND   READY TIME  DUE DATE   SERVICE   TIME\n \n"
