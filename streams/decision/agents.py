@@ -189,8 +189,25 @@ async def cool_down_after_edits(change: hooks.PlanChanged) -> None:
         gate.issued(change.plan.route_id, now_ms())
 
 
+timer_busy = asyncio.Lock()  # held while a tick decides: a tick never overlaps the last
+
+
 @app.timer(interval=0.05)
 async def run_due_decisions() -> None:
+    """The decision timer."""
+    await decision_tick()
+
+
+async def decision_tick() -> bool:
+    """One tick; skipped (False) while the previous tick is still deciding."""
+    if timer_busy.locked():
+        return False
+    async with timer_busy:
+        await _decide_due()
+    return True
+
+
+async def _decide_due() -> None:
     """Failed stops, long-stale drivers and debounced triggers, one decision at a time."""
     now = now_ms()
     while failed_pending:
