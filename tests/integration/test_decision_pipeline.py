@@ -349,3 +349,45 @@ def test_a_long_stale_driver_has_urgent_stops_reassigned(fleet_env, worker):
     assert moved and not moved & set(_ids(by_route[silent.route_id]))
     assert moved <= set(_ids(by_route[helper.route_id]))
     assert by_route[silent.route_id].caused_by.startswith("alert:")  # type: ignore[union-attr]
+
+
+def test_a_reassigned_stop_keeps_its_place_in_automatic_replans(fleet_env, worker):
+    """A stop a dispatcher moved to another route (reassign) is pinned: the behind_schedule
+    re-plan of that route improves the rest and leaves the moved stop where it was put."""
+    worker(fleet_env, **_env(**EAGER, FLEET_DECISION_ON_BEHIND_SCHEDULE="true"))
+    run = uuid.uuid4().hex[:8]
+    a = _route(run, "a", now_ms(), seed=6)
+    late = _route(run, "late", now_ms() - 40 * 60_000, seed=7)
+    r = redis.Redis.from_url(fleet_env["FLEET_REDIS_URL"], decode_responses=True)
+    _send(fleet_env, ROUTES, [(p.route_id, p) for p in (a, late)])
+    indexed = lambda: all(  # noqa: E731
+        r.hget(f"fleet:driver:{p.driver_id}", "route_id") == p.route_id for p in (a, late)
+    )
+    assert wait_until(indexed, 60)
+    # the stop of a nearest the late route's first stop: a re-plan free to move it would
+    # put it right after that stop, not where the reassign put it (the end)
+    head = late.stops[0]
+    moved = min(a.stops, key=lambda s: (s.lat - head.lat) ** 2 + (s.lon - head.lon) ** 2).stop_id
+    reassign = DispatchCommand(f"cmd-{run}-r", a.route_id, "reassign", now_ms(),
+                               to_driver_id=late.driver_id, stop_ids=[moved])  # fmt: skip
+    _send(fleet_env, COMMANDS, [(a.route_id, reassign)])
+    (edited,) = _wait_updates(
+        fleet_env, lambda u: u.cause == "dispatch:reassign" and u.route_id == late.route_id
+    )
+    place = _ids(edited).index(moved)
+    assert place > 1
+
+    # the late driver starts, stuck at the depot: behind_schedule re-plans its route
+    assert late.depot is not None
+    t = now_ms()
+    _send(fleet_env, EVENTS, [(late.driver_id, DeliveryEvent(f"ev-{run}-s", late.driver_id,
+                                                             "shift_start", t))])  # fmt: skip
+    pings = [(late.driver_id, Ping(late.driver_id, t + k * 1500, late.depot.lat,
+                                   late.depot.lon, seq=1 + k)) for k in range(4)]  # fmt: skip
+    _send(fleet_env, PINGS, pings)
+    replans = _wait_updates(
+        fleet_env, lambda u: u.cause == "behind_schedule" and u.route_id == late.route_id
+    )
+    for replan in replans:
+        assert _ids(replan).index(moved) == place
+    assert _ids(replans[0]) != _ids(edited)  # the rest of the zig-zag was improved
