@@ -57,16 +57,21 @@ class TriggerGate:
     def due(self, now_ms: int) -> list[tuple[str, list[str]]]:
         """Routes whose debounce passed and whose cooldown is over, with their causes."""
         out = []
+        while (item := self.pop_due(now_ms)) is not None:
+            out.append(item)
+        return out
+
+    def pop_due(self, now_ms: int) -> tuple[str, list[str]] | None:
+        """The first due route with its causes (taken off the queue), or None."""
         for route_id, (first, causes) in sorted(self.pending.items()):
             if now_ms - first < self.policy.debounce_s * 1000:
                 continue
             last = self.last_issued.get(route_id)
             if last is not None and now_ms - last < self.policy.cooldown_s * 1000:
                 continue
-            out.append((route_id, causes))
-        for route_id, _ in out:
             del self.pending[route_id]
-        return out
+            return route_id, causes
+        return None
 
     def next_due_ms(self) -> int | None:
         """The earliest moment a pending trigger can become due."""

@@ -65,6 +65,7 @@ DECISION_COMMANDS = ("optimize", "accept_proposal", "lock_stop", "unlock_stop")
 STALE_RETRIES = 3
 MIN_BUDGET_S = 0.2
 failed_pending: list[tuple[str, str, int]] = []  # (route_id, stop_id, ts_ms) of failed stops
+orders_waiting = [0]  # order batches waiting for the solver: they go before the timer's work
 
 
 def budget_since(arrived_ms: int | None) -> SolveParams:
@@ -122,37 +123,49 @@ async def assign(orders: list[Order], arrived_ms: int | None = None) -> decide.D
 
     When a route changed during the solve (a dispatcher's edit won the race), the batch is
     solved again from the new versions."""
-    async with solve_lock:
-        for _attempt in range(STALE_RETRIES):
-            now = now_ms()
-            states = active_states()
-            decision = await _timed(
-                "assign", decide.assign_orders, orders, states, now, CONFIG.travel,
-                budget_since(arrived_ms), CONFIG.order_candidates,
-            )  # fmt: skip
-            if still_current(decision):
-                break
-            await asyncio.sleep(0.2)
-        else:
-            raise StalePlans(f"routes kept changing while {len(orders)} orders were assigned")
-        by_route: dict[str, list[str]] = {}
-        for order_id, route_id in decision.assigned.items():
-            by_route.setdefault(route_id, []).append(order_id)
-        for route_id, plan in decision.plans.items():
-            placed = sorted(by_route.get(route_id, []))
-            first = placed[0] if placed else sorted(decision.assigned)[0]
-            single = decide.Decision("assign", {route_id: plan}, decision.rationale, True, "issued")
-            await publish_decision(
-                single, "assign", f"order:{first}", propose=False, now=now,
-                extra={"orders": placed},
-            )  # fmt: skip
-        for order_id, route_id in decision.assigned.items():
-            remember_order(order_id, route_id)
-        candidates = list(decision.rationale.get("candidates", []))
-        for order_id, why in decision.unassigned.items():
-            await alert_unassigned(order_id, why, candidates, now)
-            remember_order(order_id, None)
-        return decision
+    orders_waiting[0] += 1  # the decision timer starts nothing new while this waits
+    try:
+        await solve_lock.acquire()
+    finally:
+        orders_waiting[0] -= 1
+    try:
+        return await _assign_locked(orders, arrived_ms)
+    finally:
+        solve_lock.release()
+
+
+async def _assign_locked(orders: list[Order], arrived_ms: int | None) -> decide.Decision:
+    """The batch solved and published, under the solve lock."""
+    for _attempt in range(STALE_RETRIES):
+        now = now_ms()
+        states = active_states()
+        decision = await _timed(
+            "assign", decide.assign_orders, orders, states, now, CONFIG.travel,
+            budget_since(arrived_ms), CONFIG.order_candidates,
+        )  # fmt: skip
+        if still_current(decision):
+            break
+        await asyncio.sleep(0.2)
+    else:
+        raise StalePlans(f"routes kept changing while {len(orders)} orders were assigned")
+    by_route: dict[str, list[str]] = {}
+    for order_id, route_id in decision.assigned.items():
+        by_route.setdefault(route_id, []).append(order_id)
+    for route_id, plan in decision.plans.items():
+        placed = sorted(by_route.get(route_id, []))
+        first = placed[0] if placed else sorted(decision.assigned)[0]
+        single = decide.Decision("assign", {route_id: plan}, decision.rationale, True, "issued")
+        await publish_decision(
+            single, "assign", f"order:{first}", propose=False, now=now,
+            extra={"orders": placed},
+        )  # fmt: skip
+    for order_id, route_id in decision.assigned.items():
+        remember_order(order_id, route_id)
+    candidates = list(decision.rationale.get("candidates", []))
+    for order_id, why in decision.unassigned.items():
+        await alert_unassigned(order_id, why, candidates, now)
+        remember_order(order_id, None)
+    return decision
 
 
 # --- triggers from tracking -----------------------------------------------------------------
@@ -208,16 +221,24 @@ async def decision_tick() -> bool:
 
 
 async def _decide_due() -> None:
-    """Failed stops, long-stale drivers and debounced triggers, one decision at a time."""
+    """Failed stops, long-stale drivers and debounced triggers, one decision at a time.
+
+    Orders come first: while an order batch waits for the solver, the tick starts no new
+    decision (what is left stays queued for the next tick). Without this, a day with many
+    triggers kept new orders waiting behind a queue of re-plans until their windows closed.
+    """
     now = now_ms()
-    while failed_pending:
+    while failed_pending and not orders_waiting[0]:
         route_id, stop_id, ts_ms = failed_pending.pop(0)
         await _guarded("failed_delivery", reinsert_failed(route_id, stop_id, ts_ms))
     for route_id, (alert_id, since) in list(stale_since.items()):
+        if orders_waiting[0]:
+            return
         if now - since >= CONFIG.stale_reassign_s * 1000:
             del stale_since[route_id]
             await _guarded("reassign_stale", reassign_stale(route_id, alert_id))
-    for route_id, causes in gate.due(now):
+    while not orders_waiting[0] and (due := gate.pop_due(now)) is not None:
+        route_id, causes = due
         kind, _, caused_by = causes[0].partition(" ")
         await _guarded(kind, replan_route(route_id, kind, caused_by or None))
 

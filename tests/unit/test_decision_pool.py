@@ -82,3 +82,22 @@ def test_a_timer_tick_is_skipped_while_the_previous_one_decides(monkeypatch) -> 
 
     assert asyncio.run(scenario()) == [True, False, True]
     assert ran == ["start", "skipped", "end", "start", "end"]
+
+
+def test_the_timer_starts_no_replan_while_an_order_batch_waits(monkeypatch) -> None:
+    called: list[str] = []
+
+    async def replan(route_id: str, kind: str, caused_by: str | None) -> None:
+        called.append(route_id)
+
+    monkeypatch.setattr(agents, "replan_route", replan)
+    monkeypatch.setattr(agents, "orders_waiting", [1])
+    agents.gate.offer("rt-prio", "off_route alert:a1", 0)
+    try:
+        asyncio.run(agents._decide_due())
+        assert called == [] and "rt-prio" in agents.gate.pending  # kept for the next tick
+        agents.orders_waiting[0] = 0
+        asyncio.run(agents._decide_due())
+        assert called == ["rt-prio"] and "rt-prio" not in agents.gate.pending
+    finally:
+        agents.gate.pending.pop("rt-prio", None)
