@@ -21,6 +21,7 @@ from faust.types import EventT, StreamT
 import decision.decide as decide
 from decision.orders import validate_order
 from decision.params import SolveParams
+from decision.solution import Dropped
 from fleet.clock import now_ms
 from fleet.decode import decode_struct
 from fleet.errors import InvalidCommand
@@ -109,6 +110,22 @@ async def assign_new_orders(stream: StreamT[bytes]) -> None:
         except Exception as exc:
             for _, event in orders.values():
                 await on_processing_error(ORDERS, event, exc)
+            await _answer_failed(list(orders), exc)
+
+
+async def _answer_failed(order_ids: list[str], exc: Exception) -> None:
+    """Orders whose decision failed are not lost: each opens ``unassigned_order`` with the
+    reason (``plans_changing`` when routes kept changing under the solve, else
+    ``decision_failed``), so the dispatcher sees them in the exception queue; they are not
+    remembered, so sending the order again retries it."""
+    reason = "plans_changing" if isinstance(exc, StalePlans) else "decision_failed"
+    for order_id in order_ids:
+        try:
+            await alert_unassigned(
+                order_id, Dropped(order_id, reason, str(exc)[:300]), [], now_ms()
+            )
+        except Exception:  # the dead letter above already holds the order
+            log.exception("order %s: the unassigned_order alert could not be sent", order_id)
 
 
 async def _collect_order(orders: dict[str, tuple[Order, EventT]], event: EventT) -> None:
