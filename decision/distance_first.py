@@ -21,13 +21,12 @@ from __future__ import annotations
 import math
 import time
 from collections.abc import Sequence
-from typing import TYPE_CHECKING
 
 import numpy as np
 from ortools.constraint_solver import pywrapcp, routing_enums_pb2
 
-if TYPE_CHECKING:
-    from decision.solomon import SolomonInstance
+from decision.solomon import SolomonInstance, demand_unit
+from decision.travel import euclidean_matrix
 
 SCALE = 1000  # steps per distance unit: costs exact to 1e-3, windows checked exactly
 START_SHARE = 0.12
@@ -51,9 +50,8 @@ class _Model:
 
     def __init__(self, inst: SolomonInstance, order: Sequence[int], vehicles: int) -> None:
         customers = [inst.customers[i] for i in order]
-        pts = np.array([(inst.depot.x, inst.depot.y)] + [(c.x, c.y) for c in customers])
-        dist = np.sqrt(((pts[:, None, :] - pts[None, :, :]) ** 2).sum(axis=2))
-        self.customers = customers
+        pts = [(inst.depot.x, inst.depot.y)] + [(c.x, c.y) for c in customers]
+        dist = euclidean_matrix(pts).distances
         self.vehicles = vehicles
         self.manager = pywrapcp.RoutingIndexManager(len(pts), vehicles, 0)
         self.routing = routing = pywrapcp.RoutingModel(self.manager)
@@ -75,13 +73,12 @@ class _Model:
         start = max(0, math.ceil(inst.depot.ready * SCALE - 1e-9))
         for v in range(vehicles):
             time_dim.CumulVar(routing.Start(v)).SetMin(min(start, horizon))
-        unit = 1 if all(float(c.demand).is_integer() for c in customers) else 1000
+        unit = demand_unit(customers)
         demand = routing.RegisterUnaryTransitVector(
             [0] + [round(c.demand * unit) for c in customers]
         )
         capacity = math.floor(inst.capacity * unit + 1e-9)
         routing.AddDimensionWithVehicleCapacity(demand, 0, [capacity] * vehicles, True, "load")
-        self.infeasible = any(c.ready > c.due for c in customers)
 
     def routes(self, assignment: pywrapcp.Assignment) -> list[list[int]]:
         """Node numbers (1-based model nodes) per used route."""
@@ -134,8 +131,6 @@ def solve_distance_first(
     if seed:
         order = [order[int(i)] for i in np.random.default_rng(seed).permutation(len(order))]
     model = _Model(inst, order, inst.vehicles)
-    if model.infeasible:
-        return None
     build_s = time.perf_counter() - began
     small = len(order) <= LARGE
     best: tuple[int, list[list[int]]] | None = None

@@ -5,6 +5,7 @@ from __future__ import annotations
 import math
 import re
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass, replace
 from pathlib import Path
 
@@ -125,11 +126,15 @@ def read_solomon(path: Path) -> SolomonInstance:
 SOLOMON_SCALE = 1000  # solver steps per distance unit: costs exact to 1e-3, windows checked exactly
 
 
+def demand_unit(customers: Sequence[Customer]) -> int:
+    """Demands and capacity may be fractional in odd files: the factor making them integers."""
+    return 1 if all(float(c.demand).is_integer() for c in customers) else 1000
+
+
 def to_problem(inst: SolomonInstance, vehicles: int | None = None) -> Problem:
     """The routing problem: all vehicles at the depot, hard windows, every customer droppable."""
     pts = [(inst.depot.x, inst.depot.y)] + [(c.x, c.y) for c in inst.customers]
-    # Demands and capacity may be fractional in odd files: scale them to integers exactly enough.
-    unit = 1 if all(float(c.demand).is_integer() for c in inst.customers) else 1000
+    unit = demand_unit(inst.customers)
     jobs = tuple(
         Job(
             job_id=str(c.number),

@@ -218,9 +218,8 @@ def main() -> None:
     args = parser.parse_args()
     bks = json.loads((DATA / "BKS.json").read_text())
     names = args.instances or sorted(p.stem for p in DATA.glob("*.txt") if p.stem in bks)
-    console_title = f"objective: {args.objective}"
     console = Console()
-    console.print(console_title)
+    console.print(f"objective: {args.objective}")
     outcomes: list[Outcome] = []
     jobs = [(b, n, s) for b in args.budgets for n in names for s in args.solvers]
     with Progress(console=console, transient=True) as progress:
