@@ -67,6 +67,41 @@ def drain_on_flush(buffer: Any) -> None:
     buffer.flush = flush
 
 
+def rewind_uncommitted_on_seek() -> None:
+    """After Faust's seek to committed offsets, put input partitions that have no committed
+    offset back at their beginning (``consumer_auto_offset_reset`` is earliest).
+
+    While tables recover, Faust's consumer already fetches input partitions and drops what
+    it fetched (flow stopped), trusting the seek to committed offsets that follows to read
+    it again. A partition with no committed offset yet (a new topic, or one whose first
+    messages arrived just before a crash) is not sought at all (aiokafka seeks only to
+    offsets > 0), so its first messages were dropped for good: a worker restarted after a
+    SIGKILL never applied the first commands of a fresh topic (docs/tracking.md, crash
+    consistency).
+    """
+    from faust.transport.consumer import Consumer
+    from faust.transport.drivers.aiokafka import ensure_aiokafka_TP
+
+    seek_committed = Consumer.perform_seek
+
+    async def perform_seek(self: Any) -> None:
+        await seek_committed(self)
+        inputs = self.app.topics.acking_topics
+        fresh = [
+            ensure_aiokafka_TP(tp)
+            for tp in self.assignment()
+            if tp.topic in inputs and not self._committed_offset.get(tp)
+        ]
+        if fresh:
+            await self._thread.seek_to_beginning(*fresh)
+            for tp in fresh:
+                self._read_offset.pop(tp, None)
+
+    Consumer.perform_seek = perform_seek  # type: ignore[method-assign]
+
+
+rewind_uncommitted_on_seek()
+
 app = FleetApp(
     settings.app_id,
     broker=f"kafka://{settings.kafka_bootstrap}",
@@ -160,3 +195,11 @@ async def drop_spinner_debug_level() -> None:
     levels = [h.level for h in root.handlers if type(h).__name__ != "SpinnerHandler"]
     if levels and root.level < min(levels):
         root.setLevel(min(levels))
+
+
+@app.task
+async def dump_tasks_on_sigusr2() -> None:
+    """``kill -USR2 <pid>`` logs every task's await chain (streams/tasks_dump.py)."""
+    from streams import tasks_dump
+
+    tasks_dump.install()

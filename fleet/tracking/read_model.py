@@ -53,7 +53,7 @@ def completion_changes(
     if old is not None and old.version != plan.version:
         kept = {s.stop_id for s in plan.stops}
         gone = msgspec.structs.replace(old, stops=[s for s in old.stops if s.stop_id not in kept])
-        outcomes += stop_outcomes(gone, {}, zone_resolution, removed=True)
+        outcomes += stop_outcomes(gone, {}, zone_resolution, removed=True, version=plan.version)
     return outcomes
 
 

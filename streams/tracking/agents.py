@@ -97,7 +97,8 @@ async def file_removed_stops(old: RoutePlan, new: RoutePlan) -> None:
     if not gone.stops:
         return
     args = completion_args(
-        stop_outcomes(gone, {}, settings.zone_resolution, removed=True), COMPLETION_TTL_S
+        stop_outcomes(gone, {}, settings.zone_resolution, removed=True, version=new.version),
+        COMPLETION_TTL_S,
     )
     write_completion = redis.script(COMPLETION_LUA)
     await retry_transient("redis_completion", lambda: write_completion(args=args))

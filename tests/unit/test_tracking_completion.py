@@ -6,6 +6,7 @@ import h3
 
 from fleet.tracking.completion import (
     WINDOW_KEY,
+    VERSION_KEY,
     ZONE_KEY,
     ZONES_SUMMARY_KEY,
     completion_args,
@@ -46,4 +47,5 @@ def test_each_outcome_goes_to_its_zone_and_its_window() -> None:
         one.member,
         "pending",
     ]
-    assert args[6] == WINDOW_KEY.format(one.window)
+    assert args[6:8] == [VERSION_KEY.format("rt-c2"), 1]
+    assert args[8] == WINDOW_KEY.format(one.window)
