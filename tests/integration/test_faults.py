@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import time
 import uuid
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -31,7 +32,10 @@ from load_tests.faults import (
     read_model,
     route_update_keys,
 )
+from fleet import services
+from load_tests.gateway_process import throwaway_kafka
 from tests.conftest import consume_all, produce, wait_until
+from tests.integration.test_gateway_kafka_outage import free_port_pair
 from tests.integration.test_poison_kernel import _history_count
 
 pytestmark = pytest.mark.integration
@@ -47,11 +51,6 @@ def kill_while(handle: Any, env: Any, topic: str, messages: Messages) -> None:
     handle.start()
 
 
-@pytest.mark.xfail(
-    strict=False,
-    reason="issue 9, open: after a SIGKILL a delivery event can be lost, so a fresh driver's "
-    "hash differs from the uninterrupted run (1 of 2 runs on 2026-11-22, 12:50 UTC)",
-)
 def test_sigkill_during_pings_events_commands_then_flushdb(fleet_env, worker) -> None:
     settings = fleet_env.settings
     r = redis.Redis.from_url(settings.redis_url, decode_responses=True)
@@ -94,3 +93,51 @@ def test_sigkill_during_pings_events_commands_then_flushdb(fleet_env, worker) ->
     assert wait_until(lambda: read_model(r, world) == expected, 60), differences(
         read_model(r, world), expected
     )
+
+
+def test_broker_stopped_and_restarted_while_events_flow(fleet_env, worker, stack, tmp_path: Path):
+    """The worker's broker goes down for 15 s right after a burst of pings and outcomes
+    (its own throwaway broker: the shared one is never stopped) and comes back; commands and
+    the last outcomes follow. The end state equals what the input implies, as above."""
+    port = free_port_pair()
+    broker = throwaway_kafka(tmp_path / "broker", port, stack)
+    bootstrap = f"127.0.0.1:{port}"
+    r = redis.Redis.from_url(fleet_env.settings.redis_url, decode_responses=True)
+    try:
+        broker.up(lambda _m: None)
+        settings = fleet_env.settings.model_copy(update={"kafka_bootstrap": bootstrap})
+        services.ensure_topics(settings)
+        handle = worker(
+            fleet_env, FLEET_KAFKA_BOOTSTRAP=bootstrap, FLEET_READ_MODEL_CHECK_S=1,
+            **QUIET_DECISIONS,
+        )  # fmt: skip
+        world = World(uuid.uuid4().hex[:6], DRIVERS)
+        produce(bootstrap, fleet_env.topic(ROUTES), world.plan_messages())
+        produce(bootstrap, fleet_env.topic(EVENTS), world.shifts())
+        routed = lambda: all(  # noqa: E731
+            r.hget(f"fleet:driver:{p.driver_id}", "route_id") == p.route_id
+            for p in world.plans.values()
+        )
+        assert wait_until(routed, 90), handle.tail()
+
+        produce(bootstrap, fleet_env.topic(PINGS), world.pings())
+        produce(bootstrap, fleet_env.topic(EVENTS), world.outcomes())
+        time.sleep(0.3)  # the worker is taking them when the broker goes
+        broker.down(lambda _m: None)
+        time.sleep(15)
+        broker.up(lambda _m: None)
+        produce(bootstrap, fleet_env.topic(COMMANDS), world.commands())
+        produce(bootstrap, fleet_env.topic(EVENTS), world.last_outcomes())
+
+        expected = expected_read_model(world)
+        assert wait_until(lambda: read_model(r, world) == expected, 180), (
+            differences(read_model(r, world), expected), handle.tail(),
+        )  # fmt: skip
+        assert handle.alive(), handle.tail()  # the outage did not take the worker down
+        alerts = alert_changes(consume_all(bootstrap, fleet_env.topic(ALERTS)), world)
+        assert alerts == expected_alert_changes(world)
+        updates = route_update_keys(consume_all(bootstrap, fleet_env.topic(ROUTE_UPDATES)), world)
+        assert updates == world.route_updates()
+        assert wait_until(lambda: _history_count(settings, world.run) == DRIVERS * PINGS_EACH, 120)
+    finally:
+        broker.down(lambda _m: None)
