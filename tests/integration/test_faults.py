@@ -19,6 +19,7 @@ from typing import Any
 import pytest
 import redis
 
+from fleet import services
 from fleet.topics import ALERTS, COMMANDS, EVENTS, PINGS, ROUTE_UPDATES, ROUTES
 from load_tests.faults import (
     PINGS_EACH,
@@ -32,7 +33,6 @@ from load_tests.faults import (
     read_model,
     route_update_keys,
 )
-from fleet import services
 from load_tests.gateway_process import throwaway_kafka
 from tests.conftest import consume_all, produce, wait_until
 from tests.integration.test_gateway_kafka_outage import free_port_pair
