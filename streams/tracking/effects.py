@@ -5,6 +5,8 @@ from __future__ import annotations
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 
+from prometheus_client import Counter
+
 from fleet.live import ALERTS_OPEN_KEY, driver_key
 from fleet.records import Alert, encode
 from fleet.tracking.completion import COMPLETION_LUA, StopOutcome, completion_args
@@ -16,13 +18,25 @@ from fleet.tracking.read_model import (
 )
 from fleet.tracking.tracker import DriverTrack, PlanGeometry
 from streams import hooks
-from streams.app import settings
+from streams.app import app, settings
 from streams.resilience import retry_transient
 from streams.resources import redis
 from streams.topics import alerts_topic
+from streams.tracking.sent_alerts import SentAlerts
 from streams.tracking.state import load_record, written_fields
 
 COMPLETION_TTL_S = 2 * 86_400
+SENT_ALERTS = SentAlerts(settings)
+ALERTS_NOT_REPEATED = Counter(
+    "fleet_alert_changes_not_repeated_total",
+    "Alert changes a replay recomputed that were already on fleet.alerts (not sent again)",
+)
+
+
+@app.on_partitions_revoked.connect  # type: ignore[arg-type]
+async def read_alerts_back_later(app: object, *args: object, **kwargs: object) -> None:
+    """Partitions move: what their previous owner sent is read back before the next send."""
+    SENT_ALERTS.invalidate()
 
 
 @dataclass(slots=True)
@@ -86,8 +100,14 @@ class Effects:
             args = completion_args(self.completion, COMPLETION_TTL_S)
             write_completion = redis.script(COMPLETION_LUA)
             await retry_transient("redis_completion", lambda: write_completion(args=args))
+        if self.alerts:
+            await SENT_ALERTS.ensure_loaded()
         for alert in self.alerts:
+            if SENT_ALERTS.already_sent(alert):
+                ALERTS_NOT_REPEATED.inc()  # a replay after a crash: already on the topic
+                continue
             await alerts_topic.send(key=alert.driver_id.encode(), value=encode(alert))
+            SENT_ALERTS.mark_sent(alert)
         for done in self.stops_done:
             await hooks.stop_completed.fire(done)
         for alert in self.alerts:
