@@ -284,7 +284,8 @@ class Kafka(_Service):
         if not (data / "meta.properties").exists():
             cluster_id = base64.urlsafe_b64encode(uuid.uuid4().bytes).decode().rstrip("=")
             subprocess.run(
-                [*self._java(), "kafka.tools.StorageTool", "format", "-t", cluster_id,
+                # --cluster-id=...: an id that starts with '-' (1 in 64) is not read as an option
+                [*self._java(), "kafka.tools.StorageTool", "format", f"--cluster-id={cluster_id}",
                  "-c", str(props), "--standalone", *self.format_options()],
                 check=True, stdout=subprocess.DEVNULL,
             )  # fmt: skip
