@@ -8,7 +8,7 @@ Importing this module declares; nothing connects. Services registered with
 from __future__ import annotations
 
 import logging
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from typing import Any, TypeVar
 
 import faust
@@ -19,6 +19,7 @@ from mode import ServiceT
 from fleet.clients import faust_credentials
 from fleet.settings import get_settings
 
+log = logging.getLogger(__name__)
 settings = get_settings()
 S = TypeVar("S", bound=ServiceT)
 
@@ -164,8 +165,21 @@ class KeyPartitionedGlobalTable(faust.GlobalTable):
     write never needs metadata; the send itself waits for (or refreshes) the topic's metadata.
     """
 
+    # Told the keys a changelog batch wrote (writes of every worker, this one's included).
+    on_changelog_keys: Callable[[list[bytes]], None] | None = None
+
     def partition_for_key(self, key: Any) -> int | None:
         return key_partition(key, self.partitions or settings.partitions)
+
+    def apply_changelog_batch(self, batch: Iterable[Any]) -> None:
+        events = list(batch)
+        super().apply_changelog_batch(events)
+        if self.on_changelog_keys is not None:
+            keys = [e.message.key for e in events if e.message.key is not None]
+            try:
+                self.on_changelog_keys(keys)
+            except Exception:  # a listener's bug must not stop the table's recovery
+                log.exception("changelog listener of %s failed", self.name)
 
 
 def key_partition(key: bytes, partitions: int) -> int:

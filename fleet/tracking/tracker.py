@@ -357,6 +357,28 @@ def handle_stops(track: DriverTrack, handled: StopsHandled, at_ms: int) -> Track
     return TrackResult(t, out)
 
 
+TIMER_RECHECK_MS = 600_000  # a driver nothing is due for is still looked at this often
+
+
+def next_timer_ms(
+    track: DriverTrack, plan: RoutePlan | None, now_ms: int, cfg: TrackingConfig, forget_ms: int
+) -> int:
+    """The earliest time the periodic check could change ``track`` if no input arrives:
+    its silence reaching ``stale_after`` on shift, its shift window opening or closing, its
+    silence reaching ``forget_ms`` (idle drivers leave the state). Any input or plan change
+    makes the driver due at once (the caller's part); the timer skips it until then."""
+    times = [now_ms + TIMER_RECHECK_MS]
+    if track.on_shift is None and plan is not None:
+        for edge in (plan.shift_start_ms, plan.shift_end_ms):
+            if edge is not None and edge >= now_ms:
+                times.append(edge + 1)  # is_on_shift's window is inclusive
+    if track.last_seen_ms is not None:
+        if not track.stale.is_stale and is_on_shift(track, plan, now_ms):
+            times.append(track.last_seen_ms + cfg.stale_after_ms)
+        times.append(track.last_seen_ms + forget_ms)
+    return max(min(times), now_ms + 1)
+
+
 def check_timers(
     track: DriverTrack, geo: PlanGeometry | None, now_ms: int, cfg: TrackingConfig
 ) -> TrackResult:

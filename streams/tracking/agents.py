@@ -14,7 +14,7 @@ from functools import partial
 
 import msgspec
 from faust.types import EventT, StreamT
-from prometheus_client import Counter, Histogram
+from prometheus_client import Counter, Gauge, Histogram
 
 from fleet.clock import now_ms
 from fleet.decode import check_key, decode_struct
@@ -32,6 +32,7 @@ from fleet.tracking.tracker import (
     apply_pings,
     check_timers,
     is_on_shift,
+    next_timer_ms,
     route_progress,
 )
 from streams import hooks
@@ -45,6 +46,7 @@ from streams.tracking.publish import publish_plan
 from streams.tracking.rebuild import check_read_model
 from streams.tracking.state import (
     CONFIG,
+    due_drivers,
     forget_driver,
     known_drivers,
     load_record,
@@ -52,6 +54,7 @@ from streams.tracking.state import (
     remember_fixes,
     route_of_driver,
     save_track,
+    set_next_check,
     store_record,
     synced,
     track_lock,
@@ -239,7 +242,7 @@ async def _track_pings(pings: list[Ping], now: int, partitions: dict[str, int]) 
         saves.append((result.track, partitions.get(driver_id), bool(alerts)))
     await effects.flush()
     for track, partition, changed in saves:
-        save_track(track, partition, now=changed)
+        save_track(track, partition, now=changed, due=False)
 
 
 # --- stale timer ----------------------------------------------------------------------------
@@ -256,6 +259,9 @@ TIMER_SECONDS = Histogram(
     "fleet_stale_timer_seconds", "Duration of one stale-timer walk over the owned drivers",
     buckets=(0.005, 0.01, 0.05, 0.1, 0.25, 0.5, 1, 2, 5, 10),
 )  # fmt: skip
+TIMER_DUE = Gauge(
+    "fleet_stale_timer_due_drivers", "Drivers the last stale-timer walk looked at (due ones)"
+)
 FORGOTTEN = Counter(
     "fleet_tracking_forgotten_total", "Idle drivers and finished routes dropped from state",
     ["what"],
@@ -267,7 +273,9 @@ async def check_stale_drivers() -> None:
     """Silence on shift makes a driver stale; plan changes reach quiet drivers too; idle
     drivers and their finished routes leave the state. In chunks that yield to ingest."""
     began = time.perf_counter()
-    drivers = sorted(known_drivers())
+    now = now_ms()
+    drivers = sorted(known_drivers() if warm_up.warming_up(now) else due_drivers(now))
+    TIMER_DUE.set(len(drivers))
     for i in range(0, len(drivers), TIMER_CHUNK):
         async with track_lock:
             await _check_drivers(drivers[i : i + TIMER_CHUNK])
@@ -284,6 +292,7 @@ async def _check_drivers(drivers: list[str]) -> None:
     effects = Effects()
     saves: list[tuple[DriverTrack, int | None, bool]] = []
     idle: list[tuple[DriverTrack, int | None]] = []
+    checked: list[tuple[DriverTrack, PlanGeometry | None]] = []
     for driver_id in drivers:
         try:
             stored = load_track(driver_id)
@@ -297,6 +306,8 @@ async def _check_drivers(drivers: list[str]) -> None:
             PROCESSING_ERRORS.labels("tracking_timer").inc()
             continue
         alerts = sync.alerts if warming_up else [*sync.alerts, *result.alerts]
+        if not warming_up:
+            checked.append((result.track, geo))
         if alerts or result.track != before:
             effects.add(before, result.track, geo, alerts, now)
             saves.append((result.track, stored.partition, bool(alerts)))
@@ -305,6 +316,10 @@ async def _check_drivers(drivers: list[str]) -> None:
     await effects.flush()
     for track, partition, changed in saves:
         save_track(track, partition, now=changed)
+    forget_ms = int(settings.idle_forget_s * 1000)
+    for track, geo in checked:
+        plan = geo.plan if geo is not None else None
+        set_next_check(track.driver_id, next_timer_ms(track, plan, now, CONFIG, forget_ms))
     for track, partition in idle:
         forgot_route = forget_driver(track, partition)
         FORGOTTEN.labels("driver").inc()

@@ -52,6 +52,49 @@ _track_cache: dict[str, StoredTrack] = {}  # decoded tracks of the drivers this 
 _unsaved_tracks = DueWrites(settings.state_flush_s)  # tracks the table lacks
 written_fields: dict[str, DriverFields] = {}  # last read-model write per driver
 recent_fixes: dict[str, deque[Ping]] = {}  # last pings per driver, for the read interface
+# The stale timer's due index: driver -> the earliest time (ms) the timer could change it
+# (fleet.tracking.tracker.next_timer_ms). A driver absent from it is due: new, changed by an
+# input, or its plan changed. The timer looks only at due drivers, so its walk follows what
+# is due, not the number of drivers held.
+_next_check: dict[str, int] = {}
+_route_driver: dict[str, str] = {}  # route -> the driver of its last plan seen (reassigns)
+
+
+def mark_due(driver_id: str | None) -> None:
+    """The timer looks at this driver on its next walk."""
+    if driver_id is not None:
+        _next_check.pop(driver_id, None)
+
+
+def set_next_check(driver_id: str, at_ms: int) -> None:
+    _next_check[driver_id] = at_ms
+
+
+def due_drivers(now: int) -> list[str]:
+    """Known drivers whose next check time has come (or that have none)."""
+    check = _next_check.get
+    return [d for d in known_drivers() if check(d, 0) <= now]
+
+
+def plan_changed_keys(route_keys: Iterable[bytes]) -> None:
+    """Plans written by any worker (global table changelog): their drivers are due, and the
+    driver a route had before (a reassign moves the route away from it)."""
+    for key in route_keys:
+        route_id = key.decode()
+        record = load_record(route_id)
+        mark_due(_route_driver.pop(route_id, None))
+        if record is not None:
+            mark_due(record.plan.driver_id)
+            _route_driver[route_id] = record.plan.driver_id
+
+
+def driver_route_changed_keys(driver_keys: Iterable[bytes]) -> None:
+    for key in driver_keys:
+        mark_due(key.decode())
+
+
+plans_table.on_changelog_keys = plan_changed_keys  # type: ignore[attr-defined]
+driver_routes.on_changelog_keys = driver_route_changed_keys  # type: ignore[attr-defined]
 
 
 class WarmUpClock(Service):
@@ -94,6 +137,7 @@ def store_record(record: PlanRecord) -> None:
     """Make ``record`` the route's current plan and index it under its driver."""
     plans_table[record.plan.route_id.encode()] = msgspec.json.encode(record)
     driver_routes[record.plan.driver_id.encode()] = record.plan.route_id.encode()
+    plan_changed_keys([record.plan.route_id.encode()])
 
 
 def plan_route_ids() -> list[str]:
@@ -129,7 +173,9 @@ def peek_track(driver_id: str) -> DriverTrack | None:
     return _STORED.decode(raw).track if raw is not None else None
 
 
-def save_track(track: DriverTrack, partition: int | None, now: bool = False) -> None:
+def save_track(
+    track: DriverTrack, partition: int | None, now: bool = False, due: bool = True
+) -> None:
     """Keep the track; it reaches the changelog once due (streams/coalesce.py), or at once
     with ``now`` (an event, a command, an alert change: docs/tracking.md, crash consistency).
 
@@ -140,6 +186,8 @@ def save_track(track: DriverTrack, partition: int | None, now: bool = False) -> 
     key = track.driver_id.encode()
     if partition is not None:
         tracks.source_partition[key] = partition
+    if due:  # pings only push the timer's deadlines later: they leave the due index alone
+        mark_due(track.driver_id)
     _track_cache[track.driver_id] = StoredTrack(track, tracks.source_partition.get(key))
     if now:
         write_tracks([track.driver_id])
@@ -179,6 +227,7 @@ def forget_driver(track: DriverTrack, partition: int | None) -> bool:
         table.source_partition.pop(key, None)
     INGESTOR.states.pop(driver_id, None)
     _track_cache.pop(driver_id, None)
+    _next_check.pop(driver_id, None)
     written_fields.pop(driver_id, None)
     recent_fixes.pop(driver_id, None)
     route_id = route_of_driver(driver_id)
@@ -225,3 +274,4 @@ async def forget_tracks(app: object, *args: object, **kwargs: object) -> None:
     _track_cache.clear()
     written_fields.clear()
     recent_fixes.clear()
+    _next_check.clear()  # every driver this worker holds next is due
