@@ -77,6 +77,13 @@ SECTIONS: dict[str, list[Graph]] = {
               "Duration of one stale-timer walk over the drivers a worker owns.",
               ((_quantile(0.5, "fleet_stale_timer_seconds"), "p50"),
                (_quantile(0.99, "fleet_stale_timer_seconds"), "p99"))),
+        Graph("Stale timer: drivers due per walk", "short",
+              "Drivers the last walk looked at (only due ones: silence, shift edges, changes).",
+              (("sum(fleet_stale_timer_due_drivers)", "due drivers"),)),
+        Graph("Alert changes not repeated / s", "ops",
+              "Alert changes a replay after a crash recomputed that were already on "
+              "fleet.alerts (read back), so not sent twice.",
+              (("sum(rate(fleet_alert_changes_not_repeated_total[5m]))", "not repeated"),)),
         Graph("Tracking state dropped / s", "ops",
               "Idle drivers and finished routes dropped from the tracker's state.",
               ((_rate("fleet_tracking_forgotten_total", "what"), "{{what}}"),)),

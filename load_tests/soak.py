@@ -85,7 +85,10 @@ def main(argv: list[str] | None = None) -> int:
     waves = -(-args.drivers // args.wave)
     began = time.monotonic()
     last = (0.0, 0.0)
-    print("   t_s  drivers_sent  rss_mib  timer_mean_ms  forgotten_drivers  forgotten_routes")
+    print(
+        "   t_s  drivers_sent  rss_mib  timer_mean_ms  timer_due  forgotten_drivers"
+        "  forgotten_routes"
+    )
     try:
         wave = 0
         next_wave = began
@@ -110,6 +113,7 @@ def main(argv: list[str] | None = None) -> int:
             print(
                 f"{time.monotonic() - began:6.0f}  {min(wave * args.wave, args.drivers):12d}  "
                 f"{rss_mb(worker.pid):7.0f}  {mean:13.1f}  "
+                f"{metric_value(samples, 'fleet_stale_timer_due_drivers'):9.0f}  "
                 f"{metric_value(samples, 'fleet_tracking_forgotten_total', what='driver'):17.0f}"
                 f"  {metric_value(samples, 'fleet_tracking_forgotten_total', what='route'):16.0f}",
                 flush=True,

@@ -375,7 +375,8 @@ def next_timer_ms(
     if track.last_seen_ms is not None:
         if not track.stale.is_stale and is_on_shift(track, plan, now_ms):
             times.append(track.last_seen_ms + cfg.stale_after_ms)
-        times.append(track.last_seen_ms + forget_ms)
+        if not track.alerts:  # an open alert keeps a driver; its resolution makes it due
+            times.append(track.last_seen_ms + forget_ms)
     return max(min(times), now_ms + 1)
 
 

@@ -242,7 +242,9 @@ async def _track_pings(pings: list[Ping], now: int, partitions: dict[str, int]) 
         saves.append((result.track, partitions.get(driver_id), bool(alerts)))
     await effects.flush()
     for track, partition, changed in saves:
-        save_track(track, partition, now=changed, due=False)
+        # A ping only pushes the timer's times later, unless it changed an alert (a stale
+        # driver back: its silence is watched again).
+        save_track(track, partition, now=changed, due=changed)
 
 
 # --- stale timer ----------------------------------------------------------------------------
