@@ -5,8 +5,8 @@ from __future__ import annotations
 import h3
 
 from fleet.tracking.completion import (
-    WINDOW_KEY,
     VERSION_KEY,
+    WINDOW_KEY,
     ZONE_KEY,
     ZONES_SUMMARY_KEY,
     completion_args,
