@@ -38,9 +38,7 @@ def test_off_shift_driver_waits_for_its_shift_to_open() -> None:
 
 def test_idle_driver_is_due_when_it_may_be_forgotten() -> None:
     track = DriverTrack("drv-due", on_shift=False, last_seen_ms=NOW)
-    assert next_timer_ms(track, None, NOW, CFG, FORGET_MS) == NOW + min(
-        FORGET_MS, TIMER_RECHECK_MS
-    )
+    assert next_timer_ms(track, None, NOW, CFG, FORGET_MS) == NOW + min(FORGET_MS, TIMER_RECHECK_MS)
 
 
 @given(
