@@ -61,12 +61,10 @@ def test_short_day_writes_a_report_with_the_pipelines_answers(
         assert set(story["orders_unservable_sent"]) <= set(story["orders_unassigned"])
         if story["assignments"] == 0:
             # Known, open: on this 40 s day the servable orders' windows are 20 s (half the
-            # day), placed next to the LAST remaining stop of a busy route. Below-margin
-            # re-plans no longer repeat (TriggerGate.held: 29 eta_window_risk solves instead
-            # of about 60), yet 0 of 4 were assigned at 17:12 UTC: every candidate route is
-            # refused on 'window' in scoring (window_unreachable / no_room), so the cause is
-            # feasibility (order placement vs 20 s window), not orders waiting behind
-            # re-plans. The 90 s and 180 s days assign 7 of 9 and 25 of 27. Kept as xfail.
+            # day) and the triggers ask for about 60 re-plans (mostly eta_window_risk, below
+            # the margin); most orders are refused window_unreachable (1 of 4 assigned at
+            # 11:20 UTC on 2026-11-22, orders now going before the timer's re-plans), while
+            # the 90 s and 180 s days assign 7 of 9 and 25 of 27. Kept visible as xfail.
             unassigned_regression = story["orders_unassigned"]
     if importlib.util.find_spec("streams.eta") is not None:
         assert story["eta_updates"] >= 1
