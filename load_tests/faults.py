@@ -116,6 +116,14 @@ class World:
         return {(p.route_id, 2, f"command:{self.command_id(d)}") for d, p in self.plans.items()}
 
 
+def routed(r: Any, world: World) -> bool:
+    """Every plan of the world is tracked under its driver (``r``: decode_responses=True)."""
+    return all(
+        r.hget(f"fleet:driver:{p.driver_id}", "route_id") == p.route_id
+        for p in world.plans.values()
+    )
+
+
 def read_model(r: Any, world: World) -> dict[str, Any]:
     """What the dashboards read for this world's drivers (``r``: decode_responses=True)."""
     drivers: dict[str, dict[str, Any]] = {}
@@ -247,12 +255,6 @@ def main(argv: list[str] | None = None) -> int:
             producer.poll(0)
         producer.flush(30)
 
-    def routed(world: World) -> bool:
-        return all(
-            r.hget(f"fleet:driver:{p.driver_id}", "route_id") == p.route_id
-            for p in world.plans.values()
-        )
-
     def check(world: World, label: str, began: float) -> bool:
         want = expected_read_model(world)
         good = _wait(lambda: read_model(r, world) == want, 300)
@@ -282,7 +284,7 @@ def main(argv: list[str] | None = None) -> int:
             send(EVENTS, world.shifts())
             # A command before its route's plan is dead-lettered unknown_route (the contract):
             # the kills start once every plan is tracked.
-            _wait(lambda w=world: routed(w), 300)  # type: ignore[misc]
+            _wait(lambda w=world: routed(r, w), 300)  # type: ignore[misc]
             for topic, messages in (
                 (PINGS, world.pings()), (EVENTS, world.outcomes()), (COMMANDS, world.commands()),
             ):  # fmt: skip
@@ -309,7 +311,7 @@ def main(argv: list[str] | None = None) -> int:
         world = World(f"{run}last", args.drivers)
         send(ROUTES, world.plan_messages())
         send(EVENTS, world.shifts())
-        _wait(lambda: routed(world), 300)
+        _wait(lambda: routed(r, world), 300)
         send(PINGS, world.pings())
         send(EVENTS, world.outcomes())
         send(COMMANDS, world.commands())

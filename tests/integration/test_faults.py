@@ -32,6 +32,7 @@ from load_tests.faults import (
     expected_read_model,
     read_model,
     route_update_keys,
+    routed,
 )
 from load_tests.gateway_process import throwaway_kafka
 from tests.conftest import consume_all, produce, wait_until
@@ -61,11 +62,7 @@ def test_sigkill_during_pings_events_commands_then_flushdb(fleet_env, worker) ->
 
     produce(bootstrap, fleet_env.topic(ROUTES), world.plan_messages())
     produce(bootstrap, fleet_env.topic(EVENTS), world.shifts())
-    routed = lambda: all(  # noqa: E731
-        r.hget(f"fleet:driver:{p.driver_id}", "route_id") == p.route_id
-        for p in world.plans.values()
-    )
-    assert wait_until(routed, 90), handle.tail()
+    assert wait_until(lambda: routed(r, world), 90), handle.tail()
 
     kill_while(handle, fleet_env, PINGS, world.pings())
     kill_while(handle, fleet_env, EVENTS, world.outcomes())
@@ -114,11 +111,7 @@ def test_broker_stopped_and_restarted_while_events_flow(fleet_env, worker, stack
         world = World(uuid.uuid4().hex[:6], DRIVERS)
         produce(bootstrap, fleet_env.topic(ROUTES), world.plan_messages())
         produce(bootstrap, fleet_env.topic(EVENTS), world.shifts())
-        routed = lambda: all(  # noqa: E731
-            r.hget(f"fleet:driver:{p.driver_id}", "route_id") == p.route_id
-            for p in world.plans.values()
-        )
-        assert wait_until(routed, 90), handle.tail()
+        assert wait_until(lambda: routed(r, world), 90), handle.tail()
 
         produce(bootstrap, fleet_env.topic(PINGS), world.pings())
         produce(bootstrap, fleet_env.topic(EVENTS), world.outcomes())
