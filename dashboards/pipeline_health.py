@@ -80,6 +80,10 @@ SECTIONS: dict[str, list[Graph]] = {
         Graph("Stale timer: drivers due per walk", "short",
               "Drivers the last walk looked at (only due ones: silence, shift edges, changes).",
               (("sum(fleet_stale_timer_due_drivers)", "due drivers"),)),
+        Graph("Garbage collector time (share of the worker)", "percentunit",
+              "Seconds per second the worker spent in Python's cyclic garbage collector, by "
+              "generation: the event loop stands still meanwhile (gen 2 walks every object).",
+              ((_rate("fleet_gc_seconds_total", "generation"), "gen {{generation}}"),)),
         Graph("Alert changes not repeated / s", "ops",
               "Alert changes a replay after a crash recomputed that were already on "
               "fleet.alerts (read back), so not sent twice.",

@@ -56,11 +56,16 @@ class RouteLine:
         xy = xy[keep]
         if len(xy) == 1:  # a single point still projects: everything is at along 0
             xy = np.vstack([xy, xy])
-        self._start = xy[:-1]
-        self._delta = np.diff(xy, axis=0)
-        self._len2 = np.einsum("ij,ij->i", self._delta, self._delta)
-        seg_len = np.sqrt(self._len2)
-        self._cum = np.concatenate([[0.0], np.cumsum(seg_len)])
+        # Segments as separate x and y arrays: projection is a few element-wise operations
+        # on (fixes, segments) arrays, cheap even for the one or two fixes of a batch.
+        delta = np.diff(xy, axis=0)
+        self._sx, self._sy = xy[:-1, 0].copy(), xy[:-1, 1].copy()
+        self._dx, self._dy = delta[:, 0].copy(), delta[:, 1].copy()
+        len2 = self._dx * self._dx + self._dy * self._dy
+        self._inv_len2 = np.divide(1.0, len2, out=np.zeros_like(len2), where=len2 > 0)
+        self._seg_len = np.sqrt(len2)
+        self._cum = np.concatenate([[0.0], np.cumsum(self._seg_len)])
+        self._seg_start = self._cum[:-1]
         self.length_m = float(self._cum[-1])
 
     @classmethod
@@ -74,34 +79,35 @@ class RouteLine:
         lon = np.asarray(lons, dtype=np.float64)
         return np.stack([(lon - self._lon0) * self._kx, (lat - self._lat0) * self._ky], axis=-1)
 
-    def _distances(self, xy: FloatArray) -> tuple[FloatArray, FloatArray]:
+    def _distances(self, x: FloatArray, y: FloatArray) -> tuple[FloatArray, FloatArray]:
         """(distance, along) of every point to every segment, each of shape (n, segments)."""
-        rel = xy[:, None, :] - self._start[None, :, :]
-        dot = np.einsum("nsk,sk->ns", rel, self._delta)
-        with np.errstate(invalid="ignore", divide="ignore"):
-            t = np.where(self._len2 > 0, dot / self._len2, 0.0)
-        t = np.clip(t, 0.0, 1.0)
-        foot = self._start[None, :, :] + t[:, :, None] * self._delta[None, :, :]
-        dist = np.linalg.norm(xy[:, None, :] - foot, axis=2)
-        along = self._cum[:-1][None, :] + t * np.sqrt(self._len2)[None, :]
+        rel_x = x[:, None] - self._sx
+        rel_y = y[:, None] - self._sy
+        t = (rel_x * self._dx + rel_y * self._dy) * self._inv_len2  # 0 on empty segments
+        np.clip(t, 0.0, 1.0, out=t)
+        dist = np.hypot(rel_x - t * self._dx, rel_y - t * self._dy)  # point to its foot
+        along = self._seg_start + t * self._seg_len
         return dist, along
 
     def project(
         self, lats: npt.ArrayLike, lons: npt.ArrayLike, hint_along_m: float | None = None
     ) -> Projection:
         """Project fixes in order; ambiguous fixes follow the previous along-route position."""
-        xy = self.to_xy(np.atleast_1d(lats), np.atleast_1d(lons))
-        dist, along = self._distances(xy)
-        best = dist.min(axis=1)
+        x = (np.asarray(lons, dtype=np.float64).reshape(-1) - self._lon0) * self._kx
+        y = (np.asarray(lats, dtype=np.float64).reshape(-1) - self._lat0) * self._ky
+        dist, along = self._distances(x, y)
+        rows = np.arange(len(x))
         nearest = dist.argmin(axis=1)
-        rows = np.arange(len(xy))
+        best = dist[rows, nearest]
         out_along = along[rows, nearest]
-        ambiguous = np.count_nonzero(dist <= best[:, None] + AMBIGUITY_M, axis=1) > 1
+        near = dist <= (best + AMBIGUITY_M)[:, None]
+        ambiguous = near.sum(axis=1) > 1
+        if hint_along_m is None and not ambiguous.any():
+            return Projection(along_m=out_along, cross_m=best)
         hint = hint_along_m
-        for i in range(len(xy)):
+        for i in range(len(x)):
             if hint is not None and ambiguous[i]:
-                candidates = dist[i] <= best[i] + AMBIGUITY_M
-                gap = np.where(candidates, np.abs(along[i] - hint), np.inf)
+                gap = np.where(near[i], np.abs(along[i] - hint), np.inf)
                 out_along[i] = along[i, int(gap.argmin())]
             hint = float(out_along[i])
         return Projection(along_m=out_along, cross_m=best)

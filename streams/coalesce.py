@@ -11,6 +11,7 @@ from __future__ import annotations
 import math
 import time
 import weakref
+from collections import OrderedDict
 from collections.abc import Callable, Iterable, Iterator
 
 Saver = Callable[[Iterable[str]], None]
@@ -22,7 +23,9 @@ class DueWrites:
     def __init__(self, delay_s: float, clock: Callable[[], float] = time.monotonic) -> None:
         self.delay_s = delay_s
         self.clock = clock
-        self._since: dict[str, float] = {}  # insertion order = first-change order
+        # Insertion order = first-change order. An OrderedDict: its oldest key is found in
+        # O(1) however many were taken before (a dict scans the slots its deletions left).
+        self._since: OrderedDict[str, float] = OrderedDict()
         _ALL.add(self)
 
     def oldest(self) -> float:
@@ -41,8 +44,8 @@ class DueWrites:
         """Remove and yield the keys whose delay has passed, oldest first."""
         cutoff = self.clock() - self.delay_s
         while self._since:
-            key, since = next(iter(self._since.items()))
-            if since > cutoff:
+            key = next(iter(self._since))
+            if self._since[key] > cutoff:
                 return
             del self._since[key]
             yield key

@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
+import gc
+import time
+from collections.abc import Callable
+
 from prometheus_client import Counter, Gauge, Histogram
 
 LATENCY_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0)
@@ -32,3 +36,24 @@ PING_POSITION = Gauge(
     "Next fleet.pings offset the batch ping consumer reads, per partition it owns",
     ["partition"],
 )
+
+GC_SECONDS = Counter(
+    "fleet_gc_seconds_total",
+    "Time the worker spent in Python's cyclic garbage collector (the event loop stands still)",
+    ["generation"],
+)
+
+
+def _time_gc() -> Callable[[str, dict[str, int]], None]:
+    began = [0.0]
+
+    def callback(phase: str, info: dict[str, int]) -> None:
+        if phase == "start":
+            began[0] = time.perf_counter()
+        else:
+            GC_SECONDS.labels(str(info.get("generation", -1))).inc(time.perf_counter() - began[0])
+
+    return callback
+
+
+gc.callbacks.append(_time_gc())
