@@ -71,7 +71,7 @@ class Settings(BaseSettings):
     zone_resolution: int = Field(7, ge=0, le=15, description="H3 resolution of supply zones")
     zone_ttl_s: int = Field(600, ge=1, description="A driver leaves zone counts after this")
     state_flush_s: float = Field(
-        5.0, ge=0, description="Driver states are saved to the changelog at most this often"
+        15.0, ge=0, description="Driver states are saved to the changelog at most this often"
     )
     sweep_interval_s: float = Field(
         30.0, gt=0, description="Period of the sweep that expires markers and zone members"
