@@ -338,6 +338,10 @@ class DayDriver:
         at = self.route.troubles.silence_at_s
         return at is not None and at <= elapsed_s < at + self.params.silence_s
 
+    def in_trouble(self, elapsed_s: float) -> bool:
+        """Silent or on a detour: not where a dispatcher would send a new order."""
+        return self.silent(elapsed_s) or self._detour_m(elapsed_s) > 0.0
+
     def step(self, dt_s: float, ts: int, elapsed_s: float, emit: Emit) -> None:
         """Advance ``dt_s`` seconds: drive, arrive, serve, report; then ping (unless silent)."""
         if self.silent(elapsed_s):
@@ -469,7 +473,7 @@ class DaySimulation(threading.Thread):
         self.day = day
         self.params = day.params
         self.rng = random.Random(day.params.seed + 1)
-        travel = HaversineTravel(speed_mps=day.params.speed_mps)
+        self.travel = travel = HaversineTravel(speed_mps=day.params.speed_mps)
         self.drivers = {
             r.plan.driver_id: DayDriver(
                 r, random.Random(f"{day.params.seed}:{i}"), travel, day.params
@@ -554,10 +558,10 @@ class DaySimulation(threading.Thread):
                     d.arrivals.clear()
                 while orders and orders[0] <= elapsed:
                     orders.pop(0)
-                    self._order(ts)
+                    self._order(ts, elapsed)
                 while unservable and unservable[0] <= elapsed:
                     unservable.pop(0)
-                    self._order(ts, servable=False)
+                    self._order(ts, elapsed, servable=False)
                 if self.rng.random() < self.params.invalid_rate * len(self.drivers):
                     self.emit(PINGS, "drv-x", self.rng.choice(BROKEN))
                     self.counts.invalid += 1
@@ -577,20 +581,13 @@ class DaySimulation(threading.Thread):
             if driver is not None and driver.follow(update.plan):
                 self.counts.plans_followed += 1
 
-    def _order(self, ts: int, *, servable: bool = True) -> None:
-        """A new order next to a stop some busy driver still has to visit (or far away)."""
+    def _order(self, ts: int, elapsed_s: float, *, servable: bool = True) -> None:
+        """A new order next to one of the next stops of a driver at work (or far away)."""
         n = len(self.counts.orders)
         order_id = f"ord-{self.day.run}-{n + 1:03d}"
-        span_ms = int(self.params.duration_s * 1000)
+        service_s = round(3.0 * self.params.scale, 1)
         if servable:
-            busy = [d for d in self.drivers.values() if len(d.remaining()) > 2]
-            near = (
-                self.rng.choice(busy).remaining()[-1] if busy else self.day.routes[0].plan.stops[0]
-            )
-            lat, lon = offset(
-                near.lat, near.lon, self.rng.uniform(-50, 50), self.rng.uniform(-50, 50)
-            )
-            window = (ts, ts + span_ms // 2)
+            lat, lon, window = self._servable_spot(ts, elapsed_s, service_s)
         else:  # 25 km out of town, due in 20 s: no route can get there in time
             lat, lon = offset(*CENTER, 25_000.0, -12_000.0)
             window = (ts, ts + 20_000)
@@ -602,8 +599,45 @@ class DaySimulation(threading.Thread):
             ts,
             window_start_ms=window[0],
             window_end_ms=window[1],
-            service_s=round(3.0 * self.params.scale, 1),
+            service_s=service_s,
             demand=1,
         )
         self.emit(ORDERS, order_id, msgspec.json.encode(order))
         self.counts.orders.append(order)
+
+    def _servable_spot(
+        self, ts: int, elapsed_s: float, service_s: float
+    ) -> tuple[float, float, tuple[int, int]]:
+        """Where and when a servable order is due, as a dispatcher's day has them.
+
+        The spot is 50-150 m (scaled with the day) from the next or the one-after stop of a
+        driver at work (not silent, not on a detour), so that driver passes by soon; the
+        window opens now and ends like the day's own stops (its slot and the two after, past
+        the end of the day), and never before twice the time that driver needs at the
+        planner's speed to get there through the stops before it (the order is solved a
+        moment after it is sent, and drivers are not all fast).
+        """
+        working = [
+            d
+            for d in self.drivers.values()
+            if len(d.remaining()) > 2 and not d.in_trouble(elapsed_s)
+        ]
+        if not working:  # late in the day: next to a first stop, as before
+            stop = self.day.routes[0].plan.stops[0]
+            return stop.lat, stop.lon, (ts, self.day.windows[-1][1])
+        driver = self.rng.choice(working)
+        ahead = driver.remaining()[: self.rng.randint(1, 2)]
+        reach = self.rng.uniform(50.0, 150.0) * self.params.scale
+        bearing = self.rng.uniform(0.0, 2 * math.pi)
+        near = ahead[-1]
+        lat, lon = offset(near.lat, near.lon, reach * math.cos(bearing), reach * math.sin(bearing))
+        need_ms, at = 0, driver.pos
+        for stop in ahead:
+            need_ms += travel_ms(self.travel, at, (stop.lat, stop.lon), ts) + int(
+                stop.service_s * 1000
+            )
+            at = (stop.lat, stop.lon)
+        need_ms += travel_ms(self.travel, at, (lat, lon), ts) + int(service_s * 1000)
+        slot = self.day.windows[self.day.window_of(ts) or 0]
+        end = max(slot[1] + 2 * (slot[1] - slot[0]), ts + 2 * need_ms)
+        return lat, lon, (ts, end)
