@@ -10,7 +10,7 @@ import msgspec
 import numpy as np
 
 from fleet.records import Alert, AlertKind, DeliveryEvent, Ping, RoutePlan
-from fleet.route_geometry import RouteLine
+from fleet.route_geometry import Projection, RouteLine
 from fleet.tracking.alerts import OpenAlert, apply_change
 from fleet.tracking.changes import Change
 from fleet.tracking.config import TrackingConfig
@@ -212,8 +212,12 @@ def apply_pings(
     pings: list[Ping],
     now_ms: int,
     cfg: TrackingConfig,
+    projected: Projection | None = None,
 ) -> TrackResult:
-    """Advance a driver by accepted pings in time order (one call per driver per batch)."""
+    """Advance a driver by accepted pings in time order (one call per driver per batch).
+
+    ``projected``: the pings already projected on ``geo``'s line from the track's along
+    position (``route_geometry.project_each`` does a batch of drivers at once)."""
     t, out = _copy(track), list[Alert]()
     t.stale, change = ping_seen(t.stale, now_ms)
     _emit(t, out, "stale", "stale", change)
@@ -223,7 +227,9 @@ def apply_pings(
     t.last_fix_ms = max(p.ts_ms for p in pings)
     if geo is None or not _route_active(t, geo):
         return TrackResult(t, out)
-    proj = geo.line.project([p.lat for p in pings], [p.lon for p in pings], t.along_m)
+    proj = projected
+    if proj is None:
+        proj = geo.line.project([p.lat for p in pings], [p.lon for p in pings], t.along_m)
     hint = t.along_m
     index = next_stop_index(t, geo.plan)  # pings give no outcomes: fixed for the batch
     for ping, along, cross in zip(pings, proj.along_m, proj.cross_m, strict=True):

@@ -21,6 +21,7 @@ from fleet.decode import check_key, decode_struct
 from fleet.identity import IssuerKeys
 from fleet.live import driver_key
 from fleet.records import DeliveryEvent, DispatchCommand, Ping, RoutePlan
+from fleet.route_geometry import Projection, project_each
 from fleet.topics import COMMANDS, EVENTS, ROUTES
 from fleet.tracking.completion import COMPLETION_LUA, completion_args, stop_outcomes
 from fleet.tracking.plans import DISPATCH_EDITS, apply_command, is_newer
@@ -28,6 +29,7 @@ from fleet.tracking.sync import RECENT_COMMANDS, PlanRecord
 from fleet.tracking.tracker import (
     DriverTrack,
     PlanGeometry,
+    TrackResult,
     apply_event,
     apply_pings,
     check_timers,
@@ -223,28 +225,64 @@ async def _track_pings(pings: list[Ping], now: int, partitions: dict[str, int]) 
     by_driver: dict[str, list[Ping]] = {}
     for ping in pings:
         by_driver.setdefault(ping.driver_id, []).append(ping)
-    effects = Effects()
-    saves: list[tuple[DriverTrack, int | None, bool]] = []
+    synced_drivers: list[tuple[DriverTrack, TrackResult, PlanGeometry | None, list[Ping]]] = []
     for driver_id, driver_pings in by_driver.items():
         try:
             before = load_track(driver_id).track
             sync, geo = synced(before, now)
-            driver_pings.sort(key=lambda p: p.ts_ms)
-            result = apply_pings(sync.track, geo, driver_pings, now, CONFIG)
         except Exception:
             # Valid pings are already live: this driver skips a tracking step, counted.
             log.exception("tracking pings of %s failed", driver_id)
             PROCESSING_ERRORS.labels("tracking_pings").inc()
             continue
+        driver_pings.sort(key=lambda p: p.ts_ms)
+        synced_drivers.append((before, sync, geo, driver_pings))
+    projected = _project_single_fixes(synced_drivers)
+    effects = Effects()
+    saves: list[tuple[DriverTrack, int | None, bool]] = []
+    for before, sync, geo, driver_pings in synced_drivers:
+        try:
+            projection = projected.get(before.driver_id)
+            result = apply_pings(sync.track, geo, driver_pings, now, CONFIG, projection)
+        except Exception:
+            log.exception("tracking pings of %s failed", before.driver_id)
+            PROCESSING_ERRORS.labels("tracking_pings").inc()
+            continue
         remember_fixes(driver_pings)
         alerts = [*sync.alerts, *result.alerts]
         effects.add(before, result.track, geo, alerts, now)
-        saves.append((result.track, partitions.get(driver_id), bool(alerts)))
+        saves.append((result.track, partitions.get(before.driver_id), bool(alerts)))
     await effects.flush()
     for track, partition, changed in saves:
         # A ping only pushes the timer's times later, unless it changed an alert (a stale
         # driver back: its silence is watched again).
         save_track(track, partition, now=changed, due=changed)
+
+
+def _project_single_fixes(
+    drivers: list[tuple[DriverTrack, TrackResult, PlanGeometry | None, list[Ping]]],
+) -> dict[str, Projection]:
+    """The batch's drivers with one ping on a route, projected together (most of a batch:
+    a driver pings every few seconds); the others project their pings one driver at a time."""
+    single = [
+        (sync.track, geo, driver_pings[0])
+        for _before, sync, geo, driver_pings in drivers
+        if geo is not None and len(driver_pings) == 1
+    ]
+    try:
+        both = project_each(
+            [geo.line for _, geo, _ in single],
+            [ping.lat for _, _, ping in single],
+            [ping.lon for _, _, ping in single],
+            [track.along_m for track, _, _ in single],
+        )
+    except Exception:  # each driver then projects its own pings
+        log.exception("projecting a batch of %d fixes failed", len(single))
+        return {}
+    return {
+        track.driver_id: Projection(both.along_m[i : i + 1], both.cross_m[i : i + 1])
+        for i, (track, _, _) in enumerate(single)
+    }
 
 
 # --- stale timer ----------------------------------------------------------------------------

@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from fleet.geo import haversine_m
 from fleet.records import LatLon, RoutePlan, Stop
-from fleet.route_geometry import RouteLine, plan_vertices
+from fleet.route_geometry import RouteLine, plan_vertices, project_each
 from load_tests.scenarios import offset
 
 ORIGIN = (52.50, 13.40)
@@ -76,3 +78,39 @@ def test_single_point_line_projects_to_its_distance() -> None:
     along, cross = line.project_one(lat, lon)
     assert along == 0.0
     assert cross == pytest.approx(50.0, abs=0.5)
+
+
+_coord = st.floats(-0.02, 0.02, allow_nan=False)
+
+
+@settings(max_examples=60, deadline=None)
+@given(
+    st.lists(
+        st.tuples(
+            st.lists(st.tuples(_coord, _coord), min_size=1, max_size=12),  # vertices
+            st.booleans(),  # out and back (ambiguous stretches)
+            st.tuples(_coord, _coord),  # the fix
+            st.one_of(st.none(), st.floats(0, 8000, allow_nan=False)),  # the hint
+        ),
+        min_size=1,
+        max_size=8,
+    )
+)
+def test_batch_of_single_fixes_equals_projecting_each(cases) -> None:
+    """project_each over many lines gives exactly each line's own answer (ties included)."""
+    lines, lats, lons, hints = [], [], [], []
+    for vertices, back, (dlat, dlon), hint in cases:
+        points = [(52.5 + a, 13.4 + b) for a, b in vertices]
+        lines.append(RouteLine(points + points[::-1] if back else points))
+        lats.append(52.5 + dlat)
+        lons.append(13.4 + dlon)
+        hints.append(hint)
+    both = project_each(lines, lats, lons, hints)
+    for i, line in enumerate(lines):
+        one = line.project([lats[i]], [lons[i]], hints[i])
+        assert (both.along_m[i], both.cross_m[i]) == (one.along_m[0], one.cross_m[0])
+
+
+def test_batch_of_no_fixes_is_empty() -> None:
+    both = project_each([], [], [], [])
+    assert len(both.along_m) == len(both.cross_m) == 0
