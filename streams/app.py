@@ -182,6 +182,17 @@ class KeyPartitionedGlobalTable(faust.GlobalTable):
                 log.exception("changelog listener of %s failed", self.name)
 
 
+def table_get(table: Any, key: bytes) -> bytes | None:
+    """A bytes table's value for ``key`` (None if absent), read from its in-memory store.
+
+    The hot paths read tables per ping and per route per decision: Faust's ``table.get``
+    goes through its read hooks and raises and catches a ``KeyError`` per absent key
+    (about 10 % of the worker in the 10x load test). Writes still go through the table
+    (its changelog). Tables here use ``store="memory://"``, whose store keeps a dict.
+    """
+    return table.data.data.get(key)  # type: ignore[no-any-return]
+
+
 def key_partition(key: bytes, partitions: int) -> int:
     """Kafka's default partition of ``key`` among ``partitions`` (murmur2, positive, modulo)."""
     return (murmur2(key) & 0x7FFFFFFF) % partitions

@@ -13,7 +13,7 @@ import msgspec
 
 from decision.policy import TriggerGate
 from fleet.records import RoutePlan
-from streams.app import global_bytes_table, settings
+from streams.app import global_bytes_table, settings, table_get
 from streams.decision.config import decision_config
 
 CONFIG = decision_config(settings)
@@ -58,15 +58,25 @@ def save_proposal(proposal: Proposal) -> None:
 
 
 def locks_of(stop_ids: list[str], route_id: str, *, pinned: bool) -> frozenset[str]:
-    """Stops of a route locked there by ``lock_stop`` (and pinned by hand, when asked)."""
+    """Stops of a route locked there by ``lock_stop`` (and pinned by hand, when asked).
+
+    Asked for every stop of every active route per decision: the table is walked instead
+    when it holds fewer locks than the route has stops (usually none at all)."""
+    if len(locks_table) < len(stop_ids):
+        wanted = {stop_id.encode() for stop_id in stop_ids}
+        locked = [(key, value) for key, value in locks_table.items() if key in wanted]
+    else:
+        locked = []
+        for stop_id in stop_ids:
+            key = stop_id.encode()
+            value = table_get(locks_table, key)
+            if value is not None:
+                locked.append((key, value))
     out = set()
-    for stop_id in stop_ids:
-        value = locks_table.get(stop_id.encode())
-        if value is None:
-            continue
+    for key, value in locked:
         owner = value.decode()
         if owner == route_id or (pinned and owner == PINNED):
-            out.add(stop_id)
+            out.add(key.decode())
     return frozenset(out)
 
 

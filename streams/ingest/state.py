@@ -6,7 +6,7 @@ import logging
 from collections.abc import Iterable
 
 from fleet.ingest import IngestConfig, Ingestor, decode_state, encode_state
-from streams.app import app, settings, source_partitioned_table
+from streams.app import app, settings, source_partitioned_table, table_get
 from streams.coalesce import DueWrites, on_save_all
 
 log = logging.getLogger(__name__)
@@ -28,7 +28,7 @@ def load_states(partition_of: dict[str, int]) -> None:
     recorded = driver_states.source_partition
     for driver, partition in partition_of.items():
         if driver not in states:
-            states[driver] = decode_state(driver_states.get(driver.encode()))  # type: ignore[arg-type]
+            states[driver] = decode_state(table_get(driver_states, driver.encode()))  # type: ignore[arg-type]
         recorded[driver.encode()] = partition
 
 

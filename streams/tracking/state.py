@@ -20,7 +20,13 @@ from fleet.tracking.config import TrackingConfig
 from fleet.tracking.read_model import DriverFields
 from fleet.tracking.sync import PlanRecord, sync_plan
 from fleet.tracking.tracker import DriverTrack, PlanGeometry, TrackResult
-from streams.app import app, global_bytes_table, settings, source_partitioned_table
+from streams.app import (
+    app,
+    global_bytes_table,
+    settings,
+    source_partitioned_table,
+    table_get,
+)
 from streams.coalesce import DueWrites, on_save_all
 
 log = logging.getLogger(__name__)
@@ -116,7 +122,7 @@ def load_record(route_id: str | None) -> PlanRecord | None:
     """The latest plan record of a route (decoded once per stored value)."""
     if route_id is None:
         return None
-    raw = plans_table.get(route_id.encode())
+    raw = table_get(plans_table, route_id.encode())
     if raw is None:
         return None
     cached = _record_cache.get(route_id)
@@ -129,7 +135,7 @@ def load_record(route_id: str | None) -> PlanRecord | None:
 
 def route_of_driver(driver_id: str) -> str | None:
     """The route a driver is indexed under (its latest plan's route)."""
-    raw = driver_routes.get(driver_id.encode())
+    raw = table_get(driver_routes, driver_id.encode())
     return raw.decode() if raw is not None else None
 
 
@@ -151,7 +157,7 @@ def load_track(driver_id: str) -> StoredTrack:
     if cached is not None:
         return cached
     key = driver_id.encode()
-    raw = tracks.get(key)
+    raw = table_get(tracks, key)
     stored = _STORED.decode(raw) if raw is not None else StoredTrack(DriverTrack(driver_id))
     if stored.partition is not None:
         tracks.source_partition.setdefault(key, stored.partition)
@@ -169,7 +175,7 @@ def peek_track(driver_id: str) -> DriverTrack | None:
     cached = _track_cache.get(driver_id)
     if cached is not None:
         return cached.track
-    raw = tracks.get(driver_id.encode())
+    raw = table_get(tracks, driver_id.encode())
     return _STORED.decode(raw).track if raw is not None else None
 
 
