@@ -41,24 +41,30 @@ def zone_key(cell: str) -> str:
     return f"fleet:zone:{cell}"
 
 
-# ARGV: ttl_s, then 12 values per driver. Skips drivers whose stored ts_ms is newer.
+# ARGV: ttl_s, then the positions as one string: 12 values per driver, each value ended by
+# the unit separator \x1f (ids, numbers and H3 cells never contain it). One argument instead
+# of 12 per ping: redis-py packs each argument in Python (8 % of the worker at 10x).
+# Skips drivers whose stored ts_ms is newer.
+FIELD_END = "\x1f"
 WRITE_POSITIONS_LUA = """
 local ttl = tonumber(ARGV[1])
+local v = {}
+for value in string.gmatch(ARGV[2], '([^\\031]*)\\031') do v[#v + 1] = value end
 local written = 0
-for i = 2, #ARGV, 12 do
-  local id = ARGV[i]
-  local ts = tonumber(ARGV[i + 1])
+for i = 1, #v, 12 do
+  local id = v[i]
+  local ts = tonumber(v[i + 1])
   local key = 'fleet:driver:' .. id
   local old = redis.call('HMGET', key, 'ts_ms', 'zone')
   if (not old[1]) or tonumber(old[1]) <= ts then
-    local zone = ARGV[i + 5]
-    redis.call('HSET', key, 'lat', ARGV[i + 2], 'lon', ARGV[i + 3], 'ts_ms', ARGV[i + 1],
-      'h3', ARGV[i + 4], 'zone', zone, 'seq', ARGV[i + 7], 'accuracy_m', ARGV[i + 8],
-      'speed_mps', ARGV[i + 9], 'heading_deg', ARGV[i + 10], 'updated_ms', ARGV[i + 11])
-    if ARGV[i + 6] ~= '' then redis.call('HSET', key, 'route_id', ARGV[i + 6]) end
+    local zone = v[i + 5]
+    redis.call('HSET', key, 'lat', v[i + 2], 'lon', v[i + 3], 'ts_ms', v[i + 1],
+      'h3', v[i + 4], 'zone', zone, 'seq', v[i + 7], 'accuracy_m', v[i + 8],
+      'speed_mps', v[i + 9], 'heading_deg', v[i + 10], 'updated_ms', v[i + 11])
+    if v[i + 6] ~= '' then redis.call('HSET', key, 'route_id', v[i + 6]) end
     redis.call('HSETNX', key, 'status', 'idle')
     redis.call('EXPIRE', key, ttl)
-    redis.call('GEOADD', 'fleet:pos', ARGV[i + 3], ARGV[i + 2], id)
+    redis.call('GEOADD', 'fleet:pos', v[i + 3], v[i + 2], id)
     redis.call('ZADD', 'fleet:pos:ts', ts, id)
     if old[2] and old[2] ~= zone then redis.call('ZREM', 'fleet:zone:' .. old[2], id) end
     redis.call('ZADD', 'fleet:zone:' .. zone, ts, id)
@@ -91,25 +97,18 @@ def _fmt(value: float | int | None) -> str:
 
 
 def position_args(positions: Iterable[LivePosition], now_ms: int) -> list[str]:
-    """Flatten live positions into the write script's ARGV (after the TTL)."""
-    args: list[str] = []
+    """The write script's ARGV after the TTL: every position's 12 values in one string."""
+    end = FIELD_END
+    now = f"{now_ms}{end}"
+    parts = []
     for pos in positions:
         p = pos.ping
-        args += [
-            p.driver_id,
-            str(p.ts_ms),
-            repr(p.lat),
-            repr(p.lon),
-            pos.h3,
-            pos.zone,
-            p.route_id or "",
-            _fmt(p.seq),
-            _fmt(p.accuracy_m),
-            _fmt(p.speed_mps),
-            _fmt(p.heading_deg),
-            str(now_ms),
-        ]
-    return args
+        parts.append(
+            f"{p.driver_id}{end}{p.ts_ms}{end}{p.lat!r}{end}{p.lon!r}{end}{pos.h3}{end}"
+            f"{pos.zone}{end}{p.route_id or ''}{end}{_fmt(p.seq)}{end}{_fmt(p.accuracy_m)}{end}"
+            f"{_fmt(p.speed_mps)}{end}{_fmt(p.heading_deg)}{end}{now}"
+        )
+    return ["".join(parts)]
 
 
 @dataclass(frozen=True)
