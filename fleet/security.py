@@ -44,7 +44,7 @@ REDIS_USERS = (ADMIN, "worker", "dashboard")
 REDIS_KEYS = "fleet:*"
 # Every command the worker sends (its Lua scripts' calls included); nothing else.
 WORKER_COMMANDS = (
-    "hset", "hsetnx", "hget", "hmget", "hgetall", "hvals", "hdel", "hlen",
+    "hset", "hsetnx", "hget", "hmget", "hgetall", "hvals", "hdel", "hlen", "hincrby",
     "zadd", "zrem", "zrange", "zrangebyscore", "zremrangebyscore", "zcount", "zcard",
     "geoadd", "geosearch", "get", "set", "exists", "expire", "pexpire", "del", "unlink",
     "publish", "eval", "evalsha", "script|load", "script|exists", "multi", "exec", "discard",
