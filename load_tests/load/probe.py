@@ -184,6 +184,7 @@ class Processes:
 
     def __init__(self) -> None:
         self._procs: dict[str, psutil.Process] = {}
+        self._children: dict[int, psutil.Process] = {}  # by pid, kept for cpu_percent
 
     def watch(self, name: str, pid: int | None) -> None:
         if pid is None:
@@ -203,9 +204,22 @@ class Processes:
             try:
                 cpu[name] = proc.cpu_percent(None)
                 rss[name] = proc.memory_info().rss / 2**20
+                if name.startswith("worker"):
+                    cpu[f"{name} children (decision solver)"] = self._children_cpu(proc)
             except psutil.Error:
                 self._procs.pop(name, None)
         return cpu, rss
+
+    def _children_cpu(self, proc: psutil.Process) -> float:
+        """CPU of a worker's child processes (the decision solver runs in one)."""
+        total = 0.0
+        for child in proc.children(recursive=True):
+            known = self._children.setdefault(child.pid, child)
+            try:
+                total += known.cpu_percent(None)  # 0 on the first look at a child
+            except psutil.Error:
+                self._children.pop(child.pid, None)
+        return total
 
 
 def _pings_table(labels: dict[str, str]) -> bool:
