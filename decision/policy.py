@@ -40,15 +40,21 @@ class TriggerGate:
     """Coalesces triggers per route: due after the debounce, never inside the cooldown.
 
     ``offer`` records a trigger; ``due`` hands back the routes to solve now (and forgets
-    their pending triggers); ``issued`` starts a route's cooldown.
+    their pending triggers); ``issued`` starts a route's cooldown. ``held`` mutes one
+    trigger kind of a route whose re-plan came out below the margin: the same kind is not
+    solved again for that route until its plan changes (``issued``) or the cooldown passes.
     """
 
     policy: ReplanPolicy
     pending: dict[str, tuple[int, list[str]]] = field(default_factory=dict)
     last_issued: dict[str, int] = field(default_factory=dict)
+    muted: dict[tuple[str, str], int] = field(default_factory=dict)
 
     def offer(self, route_id: str, cause: str, now_ms: int) -> None:
-        """A trigger for a route (several causes coalesce; the first one leads)."""
+        """A trigger for a route (several causes coalesce; the first one leads); ignored
+        while its kind is muted for the route."""
+        if self.is_muted(route_id, cause.split(" ", 1)[0], now_ms):
+            return
         first, causes = self.pending.get(route_id, (now_ms, []))
         if cause not in causes:
             causes.append(cause)
@@ -85,5 +91,22 @@ class TriggerGate:
         return min(times) if times else None
 
     def issued(self, route_id: str, now_ms: int) -> None:
-        """A re-plan of the route was issued now."""
+        """The route's plan changed now (a re-plan, an edit, an assignment): its cooldown
+        starts and its muted trigger kinds are heard again."""
         self.last_issued[route_id] = now_ms
+        for key in [key for key in self.muted if key[0] == route_id]:
+            del self.muted[key]
+
+    def held(self, route_id: str, kind: str, now_ms: int) -> None:
+        """A re-plan of the route for this trigger kind issued nothing (below the margin)."""
+        self.muted[(route_id, kind)] = now_ms
+
+    def is_muted(self, route_id: str, kind: str, now_ms: int) -> bool:
+        """Whether triggers of this kind are ignored for the route now."""
+        since = self.muted.get((route_id, kind))
+        if since is None:
+            return False
+        if now_ms - since >= self.policy.cooldown_s * 1000:
+            del self.muted[(route_id, kind)]
+            return False
+        return True

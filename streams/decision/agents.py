@@ -329,6 +329,8 @@ async def replan_route(route_id: str, kind: str, caused_by: str | None) -> decid
         if updates:
             for plan_route in decision.plans:
                 gate.issued(plan_route, now)
+        elif not decision.issue:
+            gate.held(route_id, kind, now)  # not solved again for this kind until the plan changes
         return decision
 
 

@@ -204,6 +204,28 @@ def test_gate_debounces_and_cools_down() -> None:
     assert gate.due(62_000) == [("rt-1", ["off_route"])]
 
 
+def test_gate_does_not_repeat_a_replan_that_came_out_below_the_margin() -> None:
+    """A below-margin result mutes that trigger kind for the route (not other kinds, not
+    other routes) until the route's plan changes or the cooldown passes."""
+    gate = TriggerGate(ReplanPolicy(debounce_s=0, cooldown_s=60))
+    gate.offer("rt-1", "eta_window_risk alert:a1", 0)
+    assert gate.due(0) == [("rt-1", ["eta_window_risk alert:a1"])]
+    gate.held("rt-1", "eta_window_risk", 0)
+    gate.offer("rt-1", "eta_window_risk alert:a2", 1_000)
+    gate.offer("rt-2", "eta_window_risk alert:b1", 1_000)
+    assert gate.due(1_000) == [("rt-2", ["eta_window_risk alert:b1"])]
+    gate.offer("rt-1", "off_route alert:a3", 2_000)
+    assert gate.due(2_000) == [("rt-1", ["off_route alert:a3"])]
+    gate.issued("rt-1", 3_000)  # the plan changed: the kind is heard again (after the cooldown)
+    gate.offer("rt-1", "eta_window_risk alert:a4", 4_000)
+    assert gate.due(63_000) == [("rt-1", ["eta_window_risk alert:a4"])]
+    gate.held("rt-1", "eta_window_risk", 63_000)
+    gate.offer("rt-1", "eta_window_risk alert:a5", 64_000)
+    assert gate.due(64_000) == []
+    gate.offer("rt-1", "eta_window_risk alert:a6", 123_000)  # the mute lasts one cooldown
+    assert gate.due(123_000) == [("rt-1", ["eta_window_risk alert:a6"])]
+
+
 def test_matrix_provider_prices_known_places_and_falls_back_for_others() -> None:
     import numpy as np
 
