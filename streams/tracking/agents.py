@@ -239,7 +239,7 @@ async def _track_pings(pings: list[Ping], now: int, partitions: dict[str, int]) 
         synced_drivers.append((before, sync, geo, driver_pings))
     projected = _project_single_fixes(synced_drivers)
     effects = Effects()
-    saves: list[tuple[DriverTrack, int | None, bool]] = []
+    saves: list[tuple[DriverTrack, int | None, bool, bool]] = []
     for before, sync, geo, driver_pings in synced_drivers:
         try:
             projection = projected.get(before.driver_id)
@@ -251,12 +251,15 @@ async def _track_pings(pings: list[Ping], now: int, partitions: dict[str, int]) 
         remember_fixes(driver_pings)
         alerts = [*sync.alerts, *result.alerts]
         effects.add(before, result.track, geo, alerts, now)
-        saves.append((result.track, partitions.get(before.driver_id), bool(alerts)))
-    await effects.flush()
-    for track, partition, changed in saves:
         # A ping only pushes the timer's times later, unless it changed an alert (a stale
-        # driver back: its silence is watched again).
-        save_track(track, partition, now=changed, due=changed)
+        # driver back: its silence is watched again) or it is the driver's first: the timer
+        # may have looked at the driver before any ping and set its next look 10 min away,
+        # while silence from now on is stale after FLEET_STALE_AFTER_S.
+        due = bool(alerts) or before.last_seen_ms is None
+        saves.append((result.track, partitions.get(before.driver_id), bool(alerts), due))
+    await effects.flush()
+    for track, partition, changed, due in saves:
+        save_track(track, partition, now=changed, due=due)
 
 
 def _project_single_fixes(
