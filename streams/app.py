@@ -18,6 +18,7 @@ from mode import ServiceT
 
 from fleet.clients import faust_credentials
 from fleet.settings import get_settings
+from streams.changelog import DIRECT
 
 log = logging.getLogger(__name__)
 settings = get_settings()
@@ -43,6 +44,7 @@ class FleetApp(faust.App):
     def _new_producer(self) -> Any:
         producer = super()._new_producer()
         drain_on_flush(producer.buffer)
+        DIRECT.producer = lambda: getattr(producer, "_producer", None)  # aiokafka, once started
         return producer
 
     def on_init_dependencies(self) -> Iterable[ServiceT]:
@@ -64,6 +66,7 @@ def drain_on_flush(buffer: Any) -> None:
     async def flush() -> None:
         while buffer.size:
             await once(None)
+        await DIRECT.flush()  # the per-driver tables' writes (streams/changelog.py)
 
     buffer.flush = flush
 
@@ -140,10 +143,26 @@ class SourcePartitionedTable(faust.Table):
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
         self.source_partition: dict[Any, int] = {}
+        self._changelog_name: str | None = None
 
     def partition_for_key(self, key: Any) -> int | None:
         partition = self.source_partition.get(key)
         return partition if partition is not None else super().partition_for_key(key)
+
+    def send_changelog(
+        self,
+        partition: int | None,
+        key: Any,
+        value: Any,
+        key_serializer: Any = None,
+        value_serializer: Any = None,
+    ) -> Any:
+        """Queue the write for ``streams.changelog`` (batched), not Faust's producer buffer."""
+        if partition is None or not isinstance(key, bytes) or not isinstance(value, bytes | None):
+            return super().send_changelog(partition, key, value, key_serializer, value_serializer)
+        if self._changelog_name is None:
+            self._changelog_name = self.changelog_topic.get_topic_name()
+        return DIRECT.add(self._changelog_name, partition, key, value)
 
 
 def source_partitioned_table(name: str) -> SourcePartitionedTable:

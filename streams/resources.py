@@ -17,6 +17,7 @@ from fleet.clients import redis_async_client
 from fleet.errors import ServiceUnavailable
 from fleet.settings import Settings
 from streams.app import app, settings
+from streams.changelog import ChangelogSender
 
 log = logging.getLogger(__name__)
 
@@ -119,5 +120,6 @@ class ReadyFlag(Service):
 
 
 gc_tuning = app.resource(GcTuning(GC_THRESHOLDS))
+changelog_sender = app.resource(ChangelogSender())
 redis = app.resource(RedisClient(settings))
 metrics_server = app.resource(MetricsServer(settings.listen_host, settings.metrics_port))

@@ -24,6 +24,7 @@ from fleet.settings import Settings
 from fleet.topics import EVENTS, topic_name
 from streams import coalesce, metrics
 from streams.app import app, settings
+from streams.changelog import DIRECT
 from streams.ingest.agents import SOURCE, PingRecord, ingest_or_isolate
 from streams.ingest.state import driver_states, unsaved
 
@@ -95,6 +96,7 @@ async def changelog_acknowledged() -> None:
     left = buffer.size
     while left > 0 and buffer.size > 0:
         left -= await buffer.flush_atmost(left)  # one message_sent per send, 0.1 s give-up
+    await DIRECT.flush()  # the per-driver tables' writes so far (streams/changelog.py)
     transport = getattr(producer, "_producer", None)
     if transport is not None:
         await transport.flush()  # the batches in flight now, acknowledged
