@@ -19,14 +19,13 @@ import msgspec
 from faust.types import EventT, StreamT
 
 import decision.decide as decide
-from decision.live import RouteState
 from decision.orders import validate_order
 from decision.params import SolveParams
 from decision.solution import Dropped
 from fleet.clock import now_ms
 from fleet.decode import decode_struct
 from fleet.errors import InvalidCommand
-from fleet.records import DispatchCommand, LatLon, Order, RoutePlan, Stop
+from fleet.records import DispatchCommand, LatLon, Order, RoutePlan
 from fleet.topics import ORDERS
 from streams import hooks
 from streams.app import app, settings
@@ -52,7 +51,7 @@ from streams.decision.state import (
     solve_lock,
     stale_since,
 )
-from streams.decision.world import active_states, near_states, route_state
+from streams.decision.world import own_state, route_state, states_near
 from streams.topics import commands_topic, orders_topic
 from streams.tracking import reads
 from streams.tracking.publish import publish_plan
@@ -87,17 +86,6 @@ async def _timed(cause: str, fn: Any, *args: Any, **kwargs: Any) -> decide.Decis
         return await solver_pool.run(fn, *args, **kwargs)
     finally:
         SOLVE_SECONDS.labels(cause).observe(time.perf_counter() - began)
-
-
-def _position(states: list[RouteState], route_id: str) -> LatLon | None:
-    """Where the route's decision measures its neighbours from (the driver, else the depot)."""
-    own = next((s for s in states if s.route_id == route_id), None)
-    return own.position() if own is not None else None
-
-
-def _stop_of(states: list[RouteState], route_id: str, stop_id: str) -> Stop | None:
-    own = next((s for s in states if s.route_id == route_id), None)
-    return next((s for s in own.plan.stops if s.stop_id == stop_id), None) if own else None
 
 
 # --- orders ---------------------------------------------------------------------------------
@@ -167,8 +155,7 @@ async def _assign_locked(orders: list[Order], arrived_ms: int | None) -> decide.
     """The batch solved and published, under the solve lock."""
     for _attempt in range(STALE_RETRIES):
         now = now_ms()
-        states = active_states()
-        near = near_states(states, [LatLon(o.lat, o.lon) for o in orders], CONFIG.order_candidates)
+        near = states_near([LatLon(o.lat, o.lon) for o in orders], CONFIG.order_candidates)
         decision = await _timed(
             "assign", decide.assign_orders, orders, near, now, CONFIG.travel,
             budget_since(arrived_ms), CONFIG.order_candidates,
@@ -286,17 +273,13 @@ async def _guarded(cause: str, work: Any) -> None:
 async def reinsert_failed(route_id: str, stop_id: str, ts_ms: int) -> decide.Decision | None:
     """A new attempt at a failed stop on its route or a nearby one."""
     async with solve_lock:
-        states = active_states()
-        if route_id not in {s.route_id for s in states}:
-            plan = reads.current_plan(route_id)
-            if plan is None:
-                return None
-            states.append(route_state(plan, pinned=True))
+        own = own_state(route_id, active_only=False)
+        if own is None:
+            return None
         now = now_ms()
-        stop = _stop_of(states, route_id, stop_id)
-        states = near_states(
-            states, [LatLon(stop.lat, stop.lon) if stop else None], CONFIG.neighbours, [route_id]
-        )
+        stop = next((s for s in own.plan.stops if s.stop_id == stop_id), None)
+        at = LatLon(stop.lat, stop.lon) if stop is not None else None
+        states = states_near([at], CONFIG.neighbours, [own])
         decision = await _timed(
             "failed_delivery", decide.reinsert_failed, route_id, stop_id, states, now,
             CONFIG.travel, budget_since(ts_ms), retry_after_s=CONFIG.retry_after_s,
@@ -315,12 +298,11 @@ async def reinsert_failed(route_id: str, stop_id: str, ts_ms: int) -> decide.Dec
 async def reassign_stale(route_id: str, alert_id: str) -> decide.Decision | None:
     """A long-silent driver's urgent stops go to nearby routes."""
     async with solve_lock:
-        states = active_states()
-        if route_id not in {s.route_id for s in states}:
+        own = own_state(route_id)
+        if own is None:
             return None
         now = now_ms()
-        k = max(1, CONFIG.neighbours)
-        states = near_states(states, [_position(states, route_id)], k, [route_id])
+        states = states_near([own.position()], max(1, CONFIG.neighbours), [own])
         decision = await _timed(
             "reassign_stale", decide.reassign_stale, route_id, states, now, CONFIG.travel,
             CONFIG.params, critical_within_s=CONFIG.critical_within_s,
@@ -335,12 +317,12 @@ async def reassign_stale(route_id: str, alert_id: str) -> decide.Decision | None
 async def replan_route(route_id: str, kind: str, caused_by: str | None) -> decide.Decision | None:
     """Re-plan a route after a trigger; issued only above the margin."""
     async with solve_lock:
-        states = active_states()
-        if route_id not in {s.route_id for s in states}:
+        own = own_state(route_id)
+        if own is None:
             return None
         now = now_ms()
         neighbours = CONFIG.neighbours if kind in MOVING_KINDS else 0
-        states = near_states(states, [_position(states, route_id)], neighbours, [route_id])
+        states = states_near([own.position()], neighbours, [own])
         decision = await _timed(
             kind, decide.replan, kind, route_id, states, now, CONFIG.travel, CONFIG.params,
             CONFIG.policy, neighbours=neighbours,
@@ -392,13 +374,11 @@ async def optimize(cmd: DispatchCommand, plan: RoutePlan) -> decide.Decision:
 async def _optimize_once(cmd: DispatchCommand, plan: RoutePlan) -> decide.Decision:
     async with solve_lock:
         plan = reads.current_plan(plan.route_id) or plan
-        states = active_states(pinned=False)  # the dispatcher asked: hand-placed stops may move
-        if plan.route_id not in {s.route_id for s in states}:
-            states.append(route_state(plan, pinned=False))
+        # The dispatcher asked: hand-placed stops may move.
+        own = route_state(plan, pinned=False)
         now = now_ms()
         neighbours = max(1, CONFIG.neighbours) if cmd.scope == "zone" else 0
-        own = [plan.route_id]
-        states = near_states(states, [_position(states, plan.route_id)], neighbours, own)
+        states = states_near([own.position()], neighbours, [own], pinned=False)
         decision = await _timed(
             "optimize", decide.replan, "optimize", plan.route_id, states, now, CONFIG.travel,
             CONFIG.params, None, neighbours=neighbours, force=True,

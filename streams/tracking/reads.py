@@ -65,9 +65,24 @@ def active_routes() -> list[RoutePlan]:
     plans = []
     for route_id in plan_route_ids():
         plan = current_plan(route_id)
-        if plan is None or not plan.stops:
-            continue
-        track = peek_track(plan.driver_id)
-        if track is None or track.route_id != route_id or len(track.done) < len(plan.stops):
+        if plan is not None and is_active(plan):
             plans.append(plan)
     return plans
+
+
+def is_active(plan: RoutePlan) -> bool:
+    """Whether the plan still has stops to serve (as far as this worker knows)."""
+    if not plan.stops:
+        return False
+    track = peek_track(plan.driver_id)
+    return track is None or track.route_id != plan.route_id or len(track.done) < len(plan.stops)
+
+
+def last_fix_on(plan: RoutePlan) -> Ping | None:
+    """The driver's latest fix while tracked on this plan's route (``driver_view``'s
+    ``last_fix`` when its route is the plan's), without building the whole view."""
+    track = peek_track(plan.driver_id)
+    if track is None or track.route_id != plan.route_id:
+        return None
+    fixes = recent_fixes.get(plan.driver_id)
+    return fixes[-1] if fixes else None
