@@ -35,9 +35,8 @@ def test_idle_driver_and_finished_route_leave_the_tables(fleet_env, worker) -> N
         [(p.route_id.encode(), encode(p)) for p in plans.values()],
     )
     # The routes are known before their drivers report (as on a real day): an outcome that
-    # arrives before its route's plan is not kept once the plan comes (docs/tracking.md,
-    # known limits),
-    # and the finished route would then never be forgotten.
+    # arrives before its route's plan is not kept once the plan comes, and the finished
+    # route would then never be forgotten (docs/tracking.md, known limits).
     r = redis.Redis.from_url(fleet_env["FLEET_REDIS_URL"], decode_responses=True)
     assert wait_until(
         lambda: all(r.hget(driver_key(d), "route_id") == p.route_id for d, p in plans.items()),
