@@ -17,6 +17,7 @@ FloatArray = npt.NDArray[np.float64]
 # Fixes whose distance to two parts of the line differs by less than this are ambiguous
 # (out-and-back roads, loops); the part nearest the previous along-route position wins.
 AMBIGUITY_M = 30.0
+_STOP_CHUNK = 256  # stops projected per numpy pass (bounds the (stops, segments) arrays)
 
 
 @dataclass(frozen=True, slots=True)
@@ -121,13 +122,33 @@ class RouteLine:
         return float(p.along_m[0]), float(p.cross_m[0])
 
     def stop_positions(self, plan: RoutePlan) -> FloatArray:
-        """Distance along the line of each stop, in visiting order (never decreasing)."""
-        positions = np.zeros(len(plan.stops), dtype=np.float64)
-        hint = 0.0
-        for i, stop in enumerate(plan.stops):
-            along, _ = self.project_one(stop.lat, stop.lon, hint)
-            hint = max(hint, along)
-            positions[i] = hint
+        """Distance along the line of each stop, in visiting order (never decreasing).
+
+        Each stop is projected as ``project_one(stop, hint)`` would, the hint being the
+        furthest position so far; the distances to every segment come from one numpy pass
+        (the same element-wise arithmetic), and only ambiguous stops look at the hint.
+        """
+        n = len(plan.stops)
+        positions = np.zeros(n, dtype=np.float64)
+        for lo in range(0, n, _STOP_CHUNK):
+            stops = plan.stops[lo : lo + _STOP_CHUNK]
+            x = (np.fromiter((s.lon for s in stops), np.float64, len(stops)) - self._lon0) * self._kx
+            y = (np.fromiter((s.lat for s in stops), np.float64, len(stops)) - self._lat0) * self._ky
+            dist, along = self._distances(x, y)
+            rows = np.arange(len(stops))
+            nearest = dist.argmin(axis=1)
+            best = dist[rows, nearest]
+            first = along[rows, nearest].tolist()
+            near = dist <= (best + AMBIGUITY_M)[:, None]
+            ambiguous = (near.sum(axis=1) > 1).tolist()
+            hint = float(positions[lo - 1]) if lo else 0.0
+            for i in range(len(stops)):
+                at = first[i]
+                if ambiguous[i]:
+                    gap = np.where(near[i], np.abs(along[i] - hint), np.inf)
+                    at = float(along[i, int(gap.argmin())])
+                hint = max(hint, at)
+                positions[lo + i] = hint
         return positions
 
 

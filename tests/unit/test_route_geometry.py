@@ -114,3 +114,44 @@ def test_batch_of_single_fixes_equals_projecting_each(cases) -> None:
 def test_batch_of_no_fixes_is_empty() -> None:
     both = project_each([], [], [], [])
     assert len(both.along_m) == len(both.cross_m) == 0
+
+
+def _stop_positions_one_by_one(line: RouteLine, plan: RoutePlan) -> list[float]:
+    """The definition: each stop projected alone, hinted by the furthest position so far."""
+    positions, hint = [], 0.0
+    for stop in plan.stops:
+        along, _ = line.project_one(stop.lat, stop.lon, hint)
+        hint = max(hint, along)
+        positions.append(hint)
+    return positions
+
+
+@settings(max_examples=60, deadline=None)
+@given(
+    st.lists(st.tuples(_coord, _coord), min_size=1, max_size=12),  # path vertices
+    st.booleans(),  # out and back (ambiguous stretches)
+    st.lists(st.tuples(_coord, _coord), min_size=0, max_size=20),  # stops
+    st.sampled_from([1, 3, 256]),  # stops per numpy pass (chunk edges carry the hint)
+)
+def test_stop_positions_equal_projecting_stop_by_stop(vertices, back, stops, chunk) -> None:
+    """The one-pass stop positions are exactly the stop-by-stop ones (ties included)."""
+    import fleet.route_geometry as route_geometry
+
+    points = [(52.5 + a, 13.4 + b) for a, b in vertices]
+    path = points + points[::-1] if back else points
+    plan = RoutePlan(
+        route_id="r",
+        driver_id="d",
+        version=1,
+        stops=[
+            Stop(stop_id=f"s{i}", lat=52.5 + a, lon=13.4 + b) for i, (a, b) in enumerate(stops)
+        ],
+        path=path if len(path) >= 2 else None,
+    )
+    line = RouteLine.from_plan(plan) if plan.stops or plan.path else RouteLine([(0.0, 0.0)])
+    saved = route_geometry._STOP_CHUNK
+    route_geometry._STOP_CHUNK = chunk
+    try:
+        assert line.stop_positions(plan).tolist() == _stop_positions_one_by_one(line, plan)
+    finally:
+        route_geometry._STOP_CHUNK = saved
