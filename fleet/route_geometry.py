@@ -132,8 +132,10 @@ class RouteLine:
         positions = np.zeros(n, dtype=np.float64)
         for lo in range(0, n, _STOP_CHUNK):
             stops = plan.stops[lo : lo + _STOP_CHUNK]
-            x = (np.fromiter((s.lon for s in stops), np.float64, len(stops)) - self._lon0) * self._kx
-            y = (np.fromiter((s.lat for s in stops), np.float64, len(stops)) - self._lat0) * self._ky
+            lons = np.fromiter((s.lon for s in stops), np.float64, len(stops))
+            lats = np.fromiter((s.lat for s in stops), np.float64, len(stops))
+            x = (lons - self._lon0) * self._kx
+            y = (lats - self._lat0) * self._ky
             dist, along = self._distances(x, y)
             rows = np.arange(len(stops))
             nearest = dist.argmin(axis=1)

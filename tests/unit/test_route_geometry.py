@@ -143,9 +143,7 @@ def test_stop_positions_equal_projecting_stop_by_stop(vertices, back, stops, chu
         route_id="r",
         driver_id="d",
         version=1,
-        stops=[
-            Stop(stop_id=f"s{i}", lat=52.5 + a, lon=13.4 + b) for i, (a, b) in enumerate(stops)
-        ],
+        stops=[Stop(stop_id=f"s{i}", lat=52.5 + a, lon=13.4 + b) for i, (a, b) in enumerate(stops)],
         path=path if len(path) >= 2 else None,
     )
     line = RouteLine.from_plan(plan) if plan.stops or plan.path else RouteLine([(0.0, 0.0)])
