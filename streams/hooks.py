@@ -62,6 +62,10 @@ class MovedPings:
     pings: list[Ping]
     received_ms: int
     partitions: dict[str, int]
+    # Done when the batch's live positions are in Redis (raises if they could not be
+    # written). Subscribers that write the same driver hashes await it before writing, so
+    # their fields land after the positions; their computing overlaps Redis's work.
+    live_written: Awaitable[object] | None = None
 
 
 @dataclass(frozen=True, slots=True)

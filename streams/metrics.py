@@ -4,8 +4,9 @@ from __future__ import annotations
 
 import gc
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 
+import numpy as np
 from prometheus_client import Counter, Gauge, Histogram
 
 LATENCY_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0)
@@ -57,3 +58,19 @@ def _time_gc() -> Callable[[str, dict[str, int]], None]:
 
 
 gc.callbacks.append(_time_gc())
+
+
+def observe_many(histogram: Histogram, amounts: Sequence[float]) -> None:
+    """``histogram.observe(a)`` for every ``a`` (a labelled child or an unlabelled
+    histogram), with one numpy pass and one increment per bucket instead of a Python call
+    per amount: a batch of pings observes thousands of latencies."""
+    if not amounts:
+        return
+    values = np.asarray(amounts, dtype=np.float64)
+    bounds = np.asarray(histogram._upper_bounds, dtype=np.float64)
+    # observe() counts an amount in the first bucket whose bound is >= it.
+    counts = np.bincount(np.searchsorted(bounds, values, side="left"), minlength=len(bounds))
+    for bucket, count in zip(histogram._buckets, counts.tolist(), strict=False):
+        if count:
+            bucket.inc(count)
+    histogram._sum.inc(float(values.sum()))

@@ -19,7 +19,7 @@ def driver_fields(track: DriverTrack, geo: PlanGeometry | None, now_ms: int) -> 
     """The driver hash fields a dashboard shows (status, progress, next stop, counts)."""
     progress = route_progress(track, geo.plan if geo is not None else None)
     return {
-        "status": driver_status(track, geo, now_ms),
+        "status": driver_status(track, geo, now_ms, progress),
         "progress": f"{progress.fraction:.4f}",
         "next_stop_id": progress.next_stop_id or "",
         "route_id": track.route_id or "",

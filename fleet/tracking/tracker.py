@@ -133,13 +133,22 @@ def route_progress(t: DriverTrack, plan: RoutePlan | None) -> RouteProgress:
     """Completion and next stop of the driver's current plan."""
     if plan is None or plan.route_id != t.route_id:
         return RouteProgress(0, 0, 0, None)
-    ids = {s.stop_id for s in plan.stops}
-    outcomes = [v for k, v in t.done.items() if k in ids]
-    i = next_stop_index(t, plan)
-    nxt = plan.stops[i].stop_id if i < len(plan.stops) else None
-    return RouteProgress(
-        len(plan.stops), outcomes.count("delivered"), outcomes.count("failed"), nxt
-    )
+    stops, done = plan.stops, t.done
+    if not done:  # most calls: one per ping of a driver before its first outcome
+        return RouteProgress(len(stops), 0, 0, stops[0].stop_id if stops else None)
+    delivered = failed = 0
+    nxt: str | None = None
+    counted: set[str] = set()  # a stop id listed twice has one outcome
+    for stop in stops:
+        how = done.get(stop.stop_id)
+        if how is None:
+            if nxt is None:
+                nxt = stop.stop_id
+        elif stop.stop_id not in counted:
+            counted.add(stop.stop_id)
+            delivered += how == "delivered"
+            failed += how == "failed"
+    return RouteProgress(len(stops), delivered, failed, nxt)
 
 
 def is_on_shift(t: DriverTrack, plan: RoutePlan | None, now_ms: int) -> bool:
@@ -151,12 +160,20 @@ def is_on_shift(t: DriverTrack, plan: RoutePlan | None, now_ms: int) -> bool:
     return plan.shift_start_ms <= now_ms <= plan.shift_end_ms
 
 
-def driver_status(t: DriverTrack, geo: PlanGeometry | None, now_ms: int) -> str:
-    """``stale``, ``idle``, ``off_route``, ``behind_schedule`` or ``on_schedule``."""
+def driver_status(
+    t: DriverTrack,
+    geo: PlanGeometry | None,
+    now_ms: int,
+    progress: RouteProgress | None = None,
+) -> str:
+    """``stale``, ``idle``, ``off_route``, ``behind_schedule`` or ``on_schedule``
+    (``progress``: the driver's ``route_progress`` on ``geo``'s plan, if already known)."""
     plan = geo.plan if geo is not None else None
     if t.stale.is_stale:
         return "stale"
-    if not is_on_shift(t, plan, now_ms) or plan is None or route_progress(t, plan).fraction >= 1:
+    if not is_on_shift(t, plan, now_ms) or plan is None:
+        return "idle"
+    if (progress or route_progress(t, plan)).fraction >= 1:
         return "idle"
     if t.off_route.is_off:
         return "off_route"

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from collections.abc import Callable, Iterable, Sequence
 from typing import NamedTuple
@@ -17,6 +18,7 @@ from streams import hooks, metrics
 from streams.app import app, settings
 from streams.dead_letters import PROCESSING_ERRORS, processing_error, send_letter
 from streams.ingest.state import INGESTOR, forget, load_states, save_states, unsaved
+from streams.metrics import observe_many
 from streams.resilience import retry_transient
 from streams.resources import redis
 from streams.topics import pings_topic
@@ -103,28 +105,43 @@ async def ingest_records(records: Sequence[PingRecord], highwater: Highwater) ->
     result = INGESTOR.ingest(decoded.pings)
     # Effects in an order that keeps a retried batch correct: the read model first (idempotent,
     # last-writer-wins), then the state that marks these pings as seen.
+    # The live positions go to Redis while tracking computes (the moved-pings hook); tracking
+    # awaits them before its own writes to the driver hashes. The state that marks these
+    # pings as seen is saved only once they are written: a retried batch stays correct.
+    live_written: asyncio.Future[int] | None = None
     if result.live:
         args: list[str | int] = [settings.position_ttl_s]
         args += position_args(result.live.values(), received)
-        write_positions = redis.script(WRITE_POSITIONS_LUA)
-        await retry_transient("redis_positions", lambda: write_positions(args=args))
-    written = now_ms()
+        live_written = asyncio.ensure_future(_write_positions(args))
+    try:
+        for dl_key, letter in decoded.dead_letters:
+            await send_letter(PINGS, dl_key, letter)
+            metrics.PINGS_REJECTED.labels(letter.reason).inc()
+        if result.moved:
+            # Subscribers' failures are theirs (logged, counted): valid pings already live
+            # are neither undone nor dead-lettered.
+            moved = hooks.MovedPings(result.moved, received, partition_of, live_written)
+            await hooks.moved_pings.fire(moved)
+        written = await live_written if live_written is not None else now_ms()
+    finally:
+        if live_written is not None and not live_written.done():
+            live_written.cancel()  # cancelled: the batch is retried, writes are idempotent
     for driver in result.changed:
         unsaved.mark(driver)
     save_states(unsaved.take_due())
-    for dl_key, letter in decoded.dead_letters:
-        await send_letter(PINGS, dl_key, letter)
-        metrics.PINGS_REJECTED.labels(letter.reason).inc()
     _observe(records, result.live.values(), written, highwater)
     metrics.PINGS_ACCEPTED.inc(len(result.accepted))
     metrics.PINGS_DUPLICATE.inc(result.duplicates)
     metrics.PINGS_LATE.inc(result.late)
     metrics.PINGS_JUMP.inc(result.jumps)
     metrics.BATCH_SIZE.observe(len(records))
-    if result.moved:
-        # Subscribers' failures are theirs (logged, counted): valid pings already live are
-        # neither undone nor dead-lettered.
-        await hooks.moved_pings.fire(hooks.MovedPings(result.moved, received, partition_of))
+
+
+async def _write_positions(args: list[str | int]) -> int:
+    """Write a batch's live positions; the time they were written (ms)."""
+    write_positions = redis.script(WRITE_POSITIONS_LUA)
+    await retry_transient("redis_positions", lambda: write_positions(args=args))
+    return now_ms()
 
 
 def _observe(
@@ -134,14 +151,17 @@ def _observe(
     highwater: Highwater,
 ) -> None:
     """Latency from each live ping's ts_ms and each record's Kafka timestamp; lag per partition."""
-    event_clock = metrics.PING_TO_REDIS.labels("event")
-    kafka_clock = metrics.PING_TO_REDIS.labels("kafka")
-    for pos in live:
-        event_clock.observe(max(0.0, (written_ms - pos.ping.ts_ms) / 1000))
+    observe_many(
+        metrics.PING_TO_REDIS.labels("event"),
+        [max(0.0, (written_ms - pos.ping.ts_ms) / 1000) for pos in live],
+    )
     written_s = written_ms / 1000
+    observe_many(
+        metrics.PING_TO_REDIS.labels("kafka"),
+        [max(0.0, written_s - r.timestamp_s) for r in records],
+    )
     last: dict[int, int] = {}
     for r in records:
-        kafka_clock.observe(max(0.0, written_s - r.timestamp_s))
         last[r.partition] = r.offset
     for partition, offset in last.items():
         high = highwater(partition)

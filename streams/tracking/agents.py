@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
+from collections.abc import Awaitable
 from functools import partial
 
 import msgspec
@@ -218,10 +219,15 @@ async def republish_command(cmd: DispatchCommand, records: list[PlanRecord | Non
 async def track_moved_pings(moved: hooks.MovedPings) -> None:
     """Pings that moved live positions, from the ingest agent, in order per driver."""
     async with track_lock:
-        await _track_pings(moved.pings, moved.received_ms, moved.partitions)
+        await _track_pings(moved.pings, moved.received_ms, moved.partitions, moved.live_written)
 
 
-async def _track_pings(pings: list[Ping], now: int, partitions: dict[str, int]) -> None:
+async def _track_pings(
+    pings: list[Ping],
+    now: int,
+    partitions: dict[str, int],
+    live_written: Awaitable[object] | None = None,
+) -> None:
     by_driver: dict[str, list[Ping]] = {}
     for ping in pings:
         by_driver.setdefault(ping.driver_id, []).append(ping)
@@ -240,6 +246,7 @@ async def _track_pings(pings: list[Ping], now: int, partitions: dict[str, int]) 
     projected = _project_single_fixes(synced_drivers)
     effects = Effects()
     saves: list[tuple[DriverTrack, int | None, bool, bool]] = []
+    tracked: list[list[Ping]] = []  # the pings of each driver tracked
     for before, sync, geo, driver_pings in synced_drivers:
         try:
             projection = projected.get(before.driver_id)
@@ -248,7 +255,7 @@ async def _track_pings(pings: list[Ping], now: int, partitions: dict[str, int]) 
             log.exception("tracking pings of %s failed", before.driver_id)
             PROCESSING_ERRORS.labels("tracking_pings").inc()
             continue
-        remember_fixes(driver_pings)
+        tracked.append(driver_pings)
         alerts = [*sync.alerts, *result.alerts]
         effects.add(before, result.track, geo, alerts, now)
         # A ping only pushes the timer's times later, unless it changed an alert (a stale
@@ -257,6 +264,12 @@ async def _track_pings(pings: list[Ping], now: int, partitions: dict[str, int]) 
         # while silence from now on is stale after FLEET_STALE_AFTER_S.
         due = bool(alerts) or before.last_seen_ms is None
         saves.append((result.track, partitions.get(before.driver_id), bool(alerts), due))
+    if live_written is not None:
+        # Positions first (the driver hashes' fields from tracking land after them). If they
+        # failed, nothing of this step is kept: the batch is processed again.
+        await live_written
+    for driver_pings in tracked:
+        remember_fixes(driver_pings)
     await effects.flush()
     for track, partition, changed, due in saves:
         save_track(track, partition, now=changed, due=due)

@@ -3,11 +3,15 @@
 from __future__ import annotations
 
 import msgspec
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
+from fleet.records import RoutePlan, Stop
 from fleet.tracking.alerts import alert_id
 from fleet.tracking.config import TrackingConfig
 from fleet.tracking.tracker import (
     DriverTrack,
+    RouteProgress,
     apply_event,
     apply_pings,
     apply_plan,
@@ -89,3 +93,36 @@ def test_new_route_version_keeps_outcomes_of_remaining_stops() -> None:
     v2 = msgspec.structs.replace(plan, version=2, stops=plan.stops[:2])
     track = apply_plan(track, v2, 0).track
     assert track.done == {"st-1": "delivered"} and track.plan_version == 2
+
+
+_stop_ids = st.sampled_from(["a", "b", "c", "d", "e"])
+
+
+@settings(max_examples=200, deadline=None)
+@given(
+    st.lists(_stop_ids, max_size=8),  # the plan's stops (an id may repeat)
+    st.dictionaries(_stop_ids, st.sampled_from(["delivered", "failed"])),  # outcomes
+    st.booleans(),  # the track follows another route
+)
+def test_progress_equals_its_definition(stop_ids, done, other_route) -> None:
+    """One pass over the stops gives what the definition says: outcomes of the plan's stop
+    ids counted once each, the next stop the first without an outcome."""
+    plan = RoutePlan(
+        route_id="r",
+        driver_id="d",
+        version=1,
+        stops=[Stop(stop_id=s, lat=0.0, lon=0.0) for s in stop_ids],
+    )
+    track = DriverTrack("d", route_id="x" if other_route else "r", done=dict(done))
+    progress = route_progress(track, plan)
+    if other_route:
+        assert progress == RouteProgress(0, 0, 0, None)
+        return
+    outcomes = [how for stop_id, how in done.items() if stop_id in set(stop_ids)]
+    waiting = [s for s in stop_ids if s not in done]
+    assert progress == RouteProgress(
+        len(stop_ids),
+        outcomes.count("delivered"),
+        outcomes.count("failed"),
+        waiting[0] if waiting else None,
+    )
