@@ -60,14 +60,23 @@ class RouteLine:
             xy = np.vstack([xy, xy])
         # Segments as separate x and y arrays: projection is a few element-wise operations
         # on (fixes, segments) arrays, cheap even for the one or two fixes of a batch.
+        # The rows live in one (7, segments) array, so a batch of lines is joined with one
+        # concatenate (project_each).
         delta = np.diff(xy, axis=0)
-        self._sx, self._sy = xy[:-1, 0].copy(), xy[:-1, 1].copy()
-        self._dx, self._dy = delta[:, 0].copy(), delta[:, 1].copy()
+        packed = np.empty((7, len(delta)), dtype=np.float64)
+        packed[0], packed[1] = xy[:-1, 0], xy[:-1, 1]
+        packed[2], packed[3] = delta[:, 0], delta[:, 1]
+        self._sx, self._sy, self._dx, self._dy = packed[0], packed[1], packed[2], packed[3]
         len2 = self._dx * self._dx + self._dy * self._dy
-        self._inv_len2 = np.divide(1.0, len2, out=np.zeros_like(len2), where=len2 > 0)
-        self._seg_len = np.sqrt(len2)
+        np.divide(1.0, len2, out=packed[4], where=len2 > 0)
+        packed[4][len2 <= 0] = 0.0
+        packed[5] = np.sqrt(len2)
+        self._inv_len2, self._seg_len = packed[4], packed[5]
         self._cum = np.concatenate([[0.0], np.cumsum(self._seg_len)])
-        self._seg_start = self._cum[:-1]
+        packed[6] = self._cum[:-1]
+        self._seg_start = packed[6]
+        self._packed = packed
+        self._frame = (self._lon0, self._kx, self._lat0, self._ky)
         self.length_m = float(self._cum[-1])
 
     @classmethod
@@ -170,26 +179,22 @@ def project_each(
     if n == 0:
         empty = np.zeros(0, dtype=np.float64)
         return Projection(along_m=empty, cross_m=empty)
-    counts = np.fromiter((len(line._sx) for line in lines), dtype=np.intp, count=n)
+    packed = [line._packed for line in lines]
+    counts = np.fromiter((p.shape[1] for p in packed), dtype=np.intp, count=n)
     starts = np.zeros(n, dtype=np.intp)
     np.cumsum(counts[:-1], out=starts[1:])
     owner = np.repeat(np.arange(n), counts)  # the fix each segment row belongs to
+    lon0, kx, lat0, ky = np.array([line._frame for line in lines], dtype=np.float64).T
+    sx, sy, dx, dy, inv_len2, seg_len, seg_start = np.concatenate(packed, axis=1)
 
-    def per_line(attr: str) -> FloatArray:
-        return np.fromiter((getattr(line, attr) for line in lines), dtype=np.float64, count=n)
-
-    def segments(attr: str) -> FloatArray:
-        return np.concatenate([getattr(line, attr) for line in lines])
-
-    x = (np.asarray(lons, dtype=np.float64) - per_line("_lon0")) * per_line("_kx")
-    y = (np.asarray(lats, dtype=np.float64) - per_line("_lat0")) * per_line("_ky")
-    sx, sy, dx, dy = segments("_sx"), segments("_sy"), segments("_dx"), segments("_dy")
+    x = (np.asarray(lons, dtype=np.float64) - lon0) * kx
+    y = (np.asarray(lats, dtype=np.float64) - lat0) * ky
     rel_x = x[owner] - sx
     rel_y = y[owner] - sy
-    t = (rel_x * dx + rel_y * dy) * segments("_inv_len2")
+    t = (rel_x * dx + rel_y * dy) * inv_len2
     np.clip(t, 0.0, 1.0, out=t)
     dist = np.hypot(rel_x - t * dx, rel_y - t * dy)
-    along = segments("_seg_start") + t * segments("_seg_len")
+    along = seg_start + t * seg_len
     # Along the line never decreases with the segment index, so among equal candidates the
     # smallest along is the first segment's, as argmin picks in ``project``.
     best = np.minimum.reduceat(dist, starts)
