@@ -51,7 +51,6 @@ from streams.tracking.state import (
     CONFIG,
     due_drivers,
     forget_driver,
-    known_drivers,
     load_record,
     load_track,
     remember_fixes,
@@ -330,7 +329,7 @@ async def check_stale_drivers() -> None:
     drivers and their finished routes leave the state. In chunks that yield to ingest."""
     began = time.perf_counter()
     now = now_ms()
-    drivers = sorted(known_drivers() if warm_up.warming_up(now) else due_drivers(now))
+    drivers = sorted(due_drivers(now))
     TIMER_DUE.set(len(drivers))
     for i in range(0, len(drivers), TIMER_CHUNK):
         async with track_lock:
@@ -362,7 +361,11 @@ async def _check_drivers(drivers: list[str]) -> None:
             PROCESSING_ERRORS.labels("tracking_timer").inc()
             continue
         alerts = sync.alerts if warming_up else [*sync.alerts, *result.alerts]
-        if not warming_up:
+        if warming_up:
+            # Only plan changes reach it now, and they make it due again: the next full
+            # check is when the warm-up ends (every driver is due then).
+            set_next_check(driver_id, warm_up.ends_ms())
+        else:
             checked.append((result.track, geo))
         if alerts or result.track != before:
             effects.add(before, result.track, geo, alerts, now)

@@ -114,6 +114,12 @@ class WarmUpClock(Service):
     def warming_up(self, now: int) -> bool:
         return self.started_ms is None or now - self.started_ms < CONFIG.stale_after_ms
 
+    def ends_ms(self) -> int:
+        """When the warm-up ends (now, if the clock has not started)."""
+        if self.started_ms is None:
+            return now_ms()
+        return self.started_ms + CONFIG.stale_after_ms
+
 
 warm_up = app.resource(WarmUpClock())
 
