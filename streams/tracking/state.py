@@ -9,7 +9,7 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections import deque
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 
 import msgspec
 from mode import Service
@@ -82,11 +82,17 @@ def due_drivers(now: int) -> list[str]:
     return [d for d in known_drivers() if check(d, 0) <= now]
 
 
+# Called with the route id of every plan written by any worker (decisions keep an index).
+plan_listeners: list[Callable[[str], None]] = []
+
+
 def plan_changed_keys(route_keys: Iterable[bytes]) -> None:
     """Plans written by any worker (global table changelog): their drivers are due, and the
     driver a route had before (a reassign moves the route away from it)."""
     for key in route_keys:
         route_id = key.decode()
+        for listener in plan_listeners:
+            listener(route_id)
         record = load_record(route_id)
         mark_due(_route_driver.pop(route_id, None))
         if record is not None:
