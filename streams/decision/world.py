@@ -38,11 +38,6 @@ def route_state(plan: RoutePlan, *, pinned: bool) -> RouteState:
     return RouteState(plan, driver, locked)
 
 
-def active_states(*, pinned: bool = True) -> list[RouteState]:
-    """Every route with stops left (``pinned``: stops placed by hand keep their place)."""
-    return [route_state(plan, pinned=pinned) for plan in reads.active_routes()]
-
-
 def own_state(route_id: str, *, pinned: bool = True, active_only: bool = True) -> RouteState | None:
     """The route as the solver sees it (None: no plan, or nothing left when ``active_only``)."""
     plan = reads.current_plan(route_id)
@@ -59,7 +54,7 @@ def states_near(
     pinned: bool = True,
 ) -> list[RouteState]:
     """``keep`` and the ``k`` active routes nearest each point, as ``nearest_routes`` picks
-    them from ``active_states()``, without building a RouteState for every active route.
+    them from every active route's state, without building a RouteState for each.
 
     Each route's position (its driver's latest fix on the route, else its depot, else its
     first stop: ``RouteState.position`` of ``route_state``) comes from ``POSITIONS``, a
@@ -127,7 +122,7 @@ def pick_nearest(far: npt.NDArray[np.float64], valid: Callable[[int], T | None],
     return picked
 
 
-SNAPSHOT_MAX_AGE_S = 2.0  # positions this old narrow the candidates; plan changes at once
+SNAPSHOT_MAX_AGE_S = 5.0  # positions this old narrow the candidates; plan changes at once
 
 
 class Positions:
