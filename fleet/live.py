@@ -44,7 +44,7 @@ def zone_key(cell: str) -> str:
 # ARGV: ttl_s, then the positions as one string: 12 values per driver, each value ended by
 # the unit separator \x1f (ids, numbers and H3 cells never contain it). One argument instead
 # of 12 per ping: redis-py packs each argument in Python (8 % of the worker at 10x).
-# Skips drivers whose stored ts_ms is newer.
+# Skips drivers whose stored ts_ms is newer. Returns {positions written, Redis TIME in ms}.
 FIELD_END = "\x1f"
 WRITE_POSITIONS_LUA = """
 local ttl = tonumber(ARGV[1])
@@ -72,7 +72,8 @@ for i = 1, #v, 12 do
     written = written + 1
   end
 end
-return written
+local now = redis.call('TIME')
+return {written, tonumber(now[1]) * 1000 + math.floor(tonumber(now[2]) / 1000)}
 """
 
 # ARGV: position cutoff ms, zone cutoff ms. Removes expired markers and zone members.

@@ -138,10 +138,13 @@ async def ingest_records(records: Sequence[PingRecord], highwater: Highwater) ->
 
 
 async def _write_positions(args: list[str | int]) -> int:
-    """Write a batch's live positions; the time they were written (ms)."""
+    """Write a batch's live positions; when Redis wrote them (its clock, ms): the loop may
+    read the reply only after tracking's step, which must not count as ping -> Redis time."""
     write_positions = redis.script(WRITE_POSITIONS_LUA)
-    await retry_transient("redis_positions", lambda: write_positions(args=args))
-    return now_ms()
+    _written, redis_ms = await retry_transient(
+        "redis_positions", lambda: write_positions(args=args)
+    )
+    return int(redis_ms)
 
 
 def _observe(
