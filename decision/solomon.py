@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 import math
 import re
 import time
@@ -15,10 +16,17 @@ from decision.errors import InvalidInstance
 from decision.params import ObjectiveWeights, SolveParams
 from decision.problem import Job, Problem, Vehicle
 from decision.solution import Solution, evaluate
-from decision.solver import solve
 from decision.travel import euclidean_matrix
 
 _NUMBER = re.compile(r"^[-+]?(\d+(\.\d*)?|\.\d+)([eE][-+]?\d+)?$")
+_INTEGER = re.compile(r"^\+?\d+$")
+# The largest Homberger instances have 1,000 customers; a distance matrix for this many
+# still fits in memory, and a file of this size is read in well under a second.
+MAX_CUSTOMERS = 5000
+MAX_FILE_BYTES = 4_000_000
+# Coordinates, times, demands and capacity beyond this are not a routing instance (and would
+# overflow the solver's integer times at 1,000 steps per unit).
+MAX_VALUE = 1e9
 
 
 @dataclass(frozen=True)
@@ -87,39 +95,67 @@ def parse_solomon(text: str, name: str = "") -> SolomonInstance:
     fleet = next((n for ln in lines[v_at + 1 : c_at] if (n := _numbers(ln)) and len(n) >= 2), None)
     if fleet is None:
         raise InvalidInstance(f"{name or 'instance'}: no 'number capacity' row after VEHICLE")
+    label = name or "instance"
     rows: list[Customer] = []
     for lineno, ln in enumerate(lines[c_at + 1 :], start=c_at + 2):
         nums = _numbers(ln)
         if nums is None:
             if ln.strip() and rows:
-                raise InvalidInstance(f"{name or 'instance'}: line {lineno} is not a customer row")
+                raise InvalidInstance(
+                    f"{label}: line {lineno} is not a customer row of 7 numbers:"
+                    f" {ln.strip()[:60]!r}"
+                )
             continue
         if len(nums) < 7:
+            raise InvalidInstance(f"{label}: line {lineno} has {len(nums)} of 7 fields")
+        first = ln.split()[0]
+        if not _INTEGER.match(first) or int(first) >= 2**63:
             raise InvalidInstance(
-                f"{name or 'instance'}: line {lineno} has {len(nums)} of 7 fields"
+                f"{label}: line {lineno}: customer number {first[:30]} is not"
+                " an integer in 0..2^63-1"
             )
-        rows.append(Customer(int(nums[0]), *nums[1:7]))
-    if len(rows) < 2:
-        raise InvalidInstance(f"{name or 'instance'}: needs a depot and at least one customer")
+        if len(rows) > MAX_CUSTOMERS:
+            raise InvalidInstance(f"{label}: more than {MAX_CUSTOMERS} customers")
+        rows.append(Customer(int(first), *nums[1:7]))
+    if not rows:
+        raise InvalidInstance(f"{label}: no depot row after CUSTOMER")
     numbers = [r.number for r in rows]
     if len(set(numbers)) != len(numbers):
-        raise InvalidInstance(f"{name or 'instance'}: customer numbers repeat")
+        twice = sorted({n for n in numbers if numbers.count(n) > 1})[:5]
+        raise InvalidInstance(f"{label}: customer numbers repeat: {twice}")
     for r in rows:
         values = (r.x, r.y, r.demand, r.ready, r.due, r.service)
+        if any(abs(v) > MAX_VALUE for v in values):
+            raise InvalidInstance(
+                f"{label}: customer {r.number} has a value beyond {MAX_VALUE:g} (out of range)"
+            )
         if not all(math.isfinite(v) for v in values) or r.demand < 0 or r.service < 0:
-            raise InvalidInstance(f"{name or 'instance'}: customer {r.number} has invalid values")
-    vehicles, capacity = int(fleet[0]), float(fleet[1])
-    if vehicles < 1 or capacity <= 0:
-        raise InvalidInstance(f"{name or 'instance'}: fleet {vehicles} x capacity {capacity}")
+            raise InvalidInstance(
+                f"{label}: customer {r.number} has invalid values (demand and service must"
+                " be finite and >= 0)"
+            )
+        if r.ready > r.due:
+            raise InvalidInstance(
+                f"{label}: customer {r.number}: ready time {r.ready:g} after due date {r.due:g}"
+            )
+    if not fleet[0].is_integer() or not 1 <= fleet[0] < 2**31 or not 0 < fleet[1] <= MAX_VALUE:
+        raise InvalidInstance(f"{label}: fleet {fleet[0]:g} x capacity {fleet[1]:g}")
+    # Every used route serves a customer: a larger fleet line is capped (the models stay small).
+    vehicles, capacity = min(int(fleet[0]), max(1, len(rows) - 1)), float(fleet[1])
     return SolomonInstance(name, vehicles, capacity, rows[0], tuple(rows[1:]))
 
 
 def read_solomon(path: Path) -> SolomonInstance:
     """Read an instance file."""
     try:
-        text = path.read_text(errors="replace")
+        if path.stat().st_size > MAX_FILE_BYTES:
+            raise InvalidInstance(
+                f"{path}: {path.stat().st_size} bytes, more than a Solomon instance"
+                f" ({MAX_FILE_BYTES} bytes at most)"
+            )
+        text = path.read_text(encoding="utf-8-sig", errors="replace")
     except OSError as exc:
-        raise InvalidInstance(f"cannot read {path}: {exc}") from None
+        raise InvalidInstance(f"cannot read {path}: {exc.strerror or exc}") from None
     return parse_solomon(text, path.stem)
 
 
@@ -216,6 +252,8 @@ def solve_vehicles_first(
     penalties on those arcs instead of the long ones. Whatever a phase leaves out is
     inserted greedily, so the answer is always complete when the instance allows it.
     """
+    from decision.solver import solve  # OR-Tools: not needed to read or to plan greedily
+
     began = time.perf_counter()
     deadline = began + max(0.05, time_limit_s - 0.05)
     problem = to_problem(inst)
@@ -415,3 +453,72 @@ class _RouteTimes:
             if best is None or extra < best[0]:
                 best = (extra, k)
         return best
+
+
+def unservable(inst: SolomonInstance) -> dict[int, str]:
+    """Customers no vehicle can serve even alone, each with the reason (number -> reason)."""
+    out: dict[int, str] = {}
+    depot = inst.depot
+    for c in inst.customers:
+        there = math.dist((depot.x, depot.y), (c.x, c.y))
+        begin = max(depot.ready + there, c.ready)
+        if c.demand > inst.capacity:
+            out[c.number] = f"demand {c.demand:g} above capacity {inst.capacity:g}"
+        elif begin > c.due:
+            out[c.number] = f"due at {c.due:g}, reached at {begin:.2f} at the earliest"
+        elif begin + c.service + there > depot.due:
+            back = begin + c.service + there
+            out[c.number] = f"back at the depot at {back:.2f}, after it closes at {depot.due:g}"
+    return out
+
+
+def greedy_plan(inst: SolomonInstance) -> SolomonResult:
+    """A quick feasible plan without OR-Tools: time-oriented nearest neighbour (numpy).
+
+    Each route takes the customer that can be served next at the least cost (distance,
+    waiting, and how soon its window closes) until none fits; at most the fleet's routes.
+    The fallback when the time limit leaves no room for the solver (milliseconds for a
+    thousand customers).
+    """
+    began = time.perf_counter()
+    depot = inst.depot
+    xy = np.array([(c.x, c.y) for c in inst.customers], dtype=float).reshape(-1, 2)
+    dem = np.array([c.demand for c in inst.customers], dtype=float)
+    ready = np.array([c.ready for c in inst.customers], dtype=float)
+    due = np.array([c.due for c in inst.customers], dtype=float)
+    service = np.array([c.service for c in inst.customers], dtype=float)
+    home = np.hypot(xy[:, 0] - depot.x, xy[:, 1] - depot.y)
+    left = np.ones(len(inst.customers), dtype=bool)
+    bad = {c.number for c in inst.customers} & set(unservable(inst))
+    for i, c in enumerate(inst.customers):
+        left[i] = c.number not in bad
+    routes: list[tuple[int, ...]] = []
+    while left.any() and len(routes) < inst.vehicles:
+        route: list[int] = []
+        t, load, here = depot.ready, 0.0, np.array([depot.x, depot.y])
+        while True:
+            leg = np.hypot(xy[:, 0] - here[0], xy[:, 1] - here[1])
+            begin = np.maximum(t + leg, ready)
+            ok = (
+                left
+                & (begin <= due)
+                & (begin + service + home <= depot.due)
+                & (load + dem <= inst.capacity)
+            )
+            if not ok.any():
+                break
+            cost = np.where(ok, leg + (begin - t - leg) + 0.5 * (due - begin), np.inf)
+            k = int(np.argmin(cost))
+            route.append(k)
+            left[k] = False
+            t, load, here = float(begin[k] + service[k]), load + dem[k], xy[k]
+        if not route:
+            break
+        routes.append(tuple(route))
+    pts = [(c.x, c.y) for c in inst.customers]
+    distance = 0.0
+    for r in routes:
+        stops = [(depot.x, depot.y), *(pts[k] for k in r), (depot.x, depot.y)]
+        distance += sum(math.dist(a, b) for a, b in itertools.pairwise(stops))
+    numbers = tuple(tuple(inst.customers[k].number for k in r) for r in routes)
+    return SolomonResult(numbers, distance, int((time.perf_counter() - began) * 1000))

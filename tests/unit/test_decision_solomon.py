@@ -40,12 +40,17 @@ def layout(name: str, vehicles: int, capacity: int, rows: Sequence[tuple[int, ..
 
 @given(st.integers(1, 30), st.integers(1, 300), st.lists(customer, min_size=2, max_size=30))
 def test_any_standard_layout_reads_back_its_numbers(v: int, cap: int, rows: list) -> None:
+    rows = [(x, y, d, r, max(due, r), s) for x, y, d, r, due, s in rows]
     inst = parse_solomon(layout("X1", v, cap, rows))
-    assert (inst.vehicles, inst.capacity, len(inst.customers)) == (v, cap, len(rows) - 1)
+    fleet = min(v, len(rows) - 1)  # a fleet line beyond one route per customer is capped
+    assert (inst.vehicles, inst.capacity, len(inst.customers)) == (fleet, cap, len(rows) - 1)
     assert [(c.x, c.y, c.demand) for c in (inst.depot, *inst.customers)] == [r[:3] for r in rows]
 
 
-@given(st.text(max_size=300))
+@given(
+    st.text(max_size=300)
+    | st.builds(lambda head, tail: head + tail, st.just(layout("J", 2, 9, [(0,) * 6])), st.text())
+)
 def test_garbage_raises_invalid_instance_never_anything_else(text: str) -> None:
     with contextlib.suppress(InvalidInstance):
         parse_solomon(text, "junk")
