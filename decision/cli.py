@@ -101,7 +101,7 @@ def _solve_in_child(
             # Headroom: the solver overruns its budget on large instances (the last
             # model build and repair, about 0.3 s at 1,000 customers on a loaded box).
             left = deadline - time.perf_counter()
-            budget = left - max(0.15, CHILD_HEADROOM * left)
+            budget = left - max(0.15, min(CHILD_HEADROOM * left, 1.0))
             if budget > 0.05:
                 solved = solve_solomon(instance, budget, seed=seed, objective=objective)
                 payload = json.dumps([solved.distance, [list(r) for r in solved.routes]])
