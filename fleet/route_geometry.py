@@ -169,42 +169,64 @@ def project_each(
     lons: Sequence[float],
     hints: Sequence[float | None],
 ) -> Projection:
-    """One fix per line, each with its own hint, in one pass over all their segments.
+    """One fix per line, each with its own hint: ``project_many`` with one fix each."""
+    return project_many(lines, [1] * len(lines), lats, lons, hints)
 
-    The answers are those of ``lines[i].project([lats[i]], [lons[i]], hints[i])`` (the
-    same arithmetic, element by element); a batch of pings from many drivers pays a few
-    numpy operations in all instead of a dozen per fix.
+
+def project_many(
+    lines: Sequence[RouteLine],
+    counts: Sequence[int],
+    lats: Sequence[float],
+    lons: Sequence[float],
+    hints: Sequence[float | None],
+) -> Projection:
+    """Several fixes per line, in one pass over all their segments.
+
+    Line ``i`` owns the next ``counts[i]`` fixes (in order); the answers are those of
+    ``lines[i].project(its lats, its lons, hints[i])``, element for element. Only fixes near
+    two parts of their line are resolved one by one, in order, from the fix before them.
     """
-    n = len(lines)
-    if n == 0:
+    n_fixes = len(lats)
+    if n_fixes == 0:
         empty = np.zeros(0, dtype=np.float64)
         return Projection(along_m=empty, cross_m=empty)
+    per_line = np.asarray(counts, dtype=np.intp)
+    fix_line = np.repeat(np.arange(len(lines)), per_line)  # the line of each fix
     packed = [line._packed for line in lines]
-    counts = np.fromiter((p.shape[1] for p in packed), dtype=np.intp, count=n)
-    starts = np.zeros(n, dtype=np.intp)
-    np.cumsum(counts[:-1], out=starts[1:])
-    owner = np.repeat(np.arange(n), counts)  # the fix each segment row belongs to
+    seg_count = np.fromiter((p.shape[1] for p in packed), dtype=np.intp, count=len(lines))
+    seg_first = np.zeros(len(lines), dtype=np.intp)
+    np.cumsum(seg_count[:-1], out=seg_first[1:])
+    rows_per_fix = seg_count[fix_line]
+    starts = np.zeros(n_fixes, dtype=np.intp)  # first row of each fix
+    np.cumsum(rows_per_fix[:-1], out=starts[1:])
+    owner = np.repeat(np.arange(n_fixes), rows_per_fix)  # the fix of each row
+    seg = np.arange(len(owner)) - starts[owner] + seg_first[fix_line][owner]
     lon0, kx, lat0, ky = np.array([line._frame for line in lines], dtype=np.float64).T
-    sx, sy, dx, dy, inv_len2, seg_len, seg_start = np.concatenate(packed, axis=1)
+    sx, sy, dx, dy, inv_len2, seg_len, seg_start = np.concatenate(packed, axis=1)[:, seg]
 
-    x = (np.asarray(lons, dtype=np.float64) - lon0) * kx
-    y = (np.asarray(lats, dtype=np.float64) - lat0) * ky
+    line_of = fix_line
+    x = (np.asarray(lons, dtype=np.float64) - lon0[line_of]) * kx[line_of]
+    y = (np.asarray(lats, dtype=np.float64) - lat0[line_of]) * ky[line_of]
     rel_x = x[owner] - sx
     rel_y = y[owner] - sy
     t = (rel_x * dx + rel_y * dy) * inv_len2
     np.clip(t, 0.0, 1.0, out=t)
     dist = np.hypot(rel_x - t * dx, rel_y - t * dy)
     along = seg_start + t * seg_len
-    # Along the line never decreases with the segment index, so among equal candidates the
-    # smallest along is the first segment's, as argmin picks in ``project``.
     best = np.minimum.reduceat(dist, starts)
     out = np.minimum.reduceat(np.where(dist == best[owner], along, np.inf), starts)
     near = dist <= (best + AMBIGUITY_M)[owner]
-    hint = np.array([np.nan if h is None else h for h in hints], dtype=np.float64)
-    follow = (np.add.reduceat(near.astype(np.intp), starts) > 1) & ~np.isnan(hint)
-    if follow.any():
-        gap = np.where(near, np.abs(along - hint[owner]), np.inf)
-        closest = np.minimum.reduceat(gap, starts)
-        chosen = np.minimum.reduceat(np.where(gap == closest[owner], along, np.inf), starts)
-        out = np.where(follow, chosen, out)
+    ambiguous = np.add.reduceat(near.astype(np.intp), starts) > 1
+    if ambiguous.any():
+        first_fix = np.zeros(len(lines), dtype=np.intp)
+        np.cumsum(per_line[:-1], out=first_fix[1:])
+        ends = starts + rows_per_fix
+        for f in np.flatnonzero(ambiguous).tolist():
+            i = int(fix_line[f])
+            hint = hints[i] if f == first_fix[i] else float(out[f - 1])
+            if hint is None:
+                continue
+            r0, r1 = int(starts[f]), int(ends[f])
+            gap = np.where(near[r0:r1], np.abs(along[r0:r1] - hint), np.inf)
+            out[f] = along[r0 + int(gap.argmin())]
     return Projection(along_m=out, cross_m=best)

@@ -234,7 +234,7 @@ def apply_pings(
     """Advance a driver by accepted pings in time order (one call per driver per batch).
 
     ``projected``: the pings already projected on ``geo``'s line from the track's along
-    position (``route_geometry.project_each`` does a batch of drivers at once)."""
+    position (``route_geometry.project_many`` does a batch of drivers at once)."""
     t, out = _copy(track), list[Alert]()
     t.stale, change = ping_seen(t.stale, now_ms)
     _emit(t, out, "stale", "stale", change)

@@ -22,7 +22,7 @@ from fleet.decode import check_key, decode_struct
 from fleet.identity import IssuerKeys
 from fleet.live import driver_key
 from fleet.records import DeliveryEvent, DispatchCommand, Ping, RoutePlan
-from fleet.route_geometry import Projection, project_each
+from fleet.route_geometry import Projection, project_many
 from fleet.topics import COMMANDS, EVENTS, ROUTES
 from fleet.tracking.completion import COMPLETION_LUA, completion_args, stop_outcomes
 from fleet.tracking.plans import DISPATCH_EDITS, apply_command, is_newer
@@ -242,7 +242,7 @@ async def _track_pings(
             continue
         driver_pings.sort(key=lambda p: p.ts_ms)
         synced_drivers.append((before, sync, geo, driver_pings))
-    projected = _project_single_fixes(synced_drivers)
+    projected = _project_fixes(synced_drivers)
     effects = Effects()
     saves: list[tuple[DriverTrack, int | None, bool, bool]] = []
     tracked: list[list[Ping]] = []  # the pings of each driver tracked
@@ -274,30 +274,34 @@ async def _track_pings(
         save_track(track, partition, now=changed, due=due)
 
 
-def _project_single_fixes(
+def _project_fixes(
     drivers: list[tuple[DriverTrack, TrackResult, PlanGeometry | None, list[Ping]]],
 ) -> dict[str, Projection]:
-    """The batch's drivers with one ping on a route, projected together (most of a batch:
-    a driver pings every few seconds); the others project their pings one driver at a time."""
-    single = [
-        (sync.track, geo, driver_pings[0])
+    """Every fix of the batch's drivers on a route, projected together on their lines
+    (``project_many``: the same answers as one driver at a time)."""
+    on_route = [
+        (sync.track, geo, driver_pings)
         for _before, sync, geo, driver_pings in drivers
-        if geo is not None and len(driver_pings) == 1
+        if geo is not None
     ]
     try:
-        both = project_each(
-            [geo.line for _, geo, _ in single],
-            [ping.lat for _, _, ping in single],
-            [ping.lon for _, _, ping in single],
-            [track.along_m for track, _, _ in single],
+        both = project_many(
+            [geo.line for _, geo, _ in on_route],
+            [len(driver_pings) for _, _, driver_pings in on_route],
+            [ping.lat for _, _, driver_pings in on_route for ping in driver_pings],
+            [ping.lon for _, _, driver_pings in on_route for ping in driver_pings],
+            [track.along_m for track, _, _ in on_route],
         )
     except Exception:  # each driver then projects its own pings
-        log.exception("projecting a batch of %d fixes failed", len(single))
+        log.exception("projecting a batch of %d drivers failed", len(on_route))
         return {}
-    return {
-        track.driver_id: Projection(both.along_m[i : i + 1], both.cross_m[i : i + 1])
-        for i, (track, _, _) in enumerate(single)
-    }
+    out: dict[str, Projection] = {}
+    at = 0
+    for track, _, driver_pings in on_route:
+        end = at + len(driver_pings)
+        out[track.driver_id] = Projection(both.along_m[at:end], both.cross_m[at:end])
+        at = end
+    return out
 
 
 # --- stale timer ----------------------------------------------------------------------------

@@ -8,7 +8,7 @@ from hypothesis import strategies as st
 
 from fleet.geo import haversine_m
 from fleet.records import LatLon, RoutePlan, Stop
-from fleet.route_geometry import RouteLine, plan_vertices, project_each
+from fleet.route_geometry import RouteLine, plan_vertices, project_each, project_many
 from load_tests.scenarios import offset
 
 ORIGIN = (52.50, 13.40)
@@ -153,3 +153,35 @@ def test_stop_positions_equal_projecting_stop_by_stop(vertices, back, stops, chu
         assert line.stop_positions(plan).tolist() == _stop_positions_one_by_one(line, plan)
     finally:
         route_geometry._STOP_CHUNK = saved
+
+
+@settings(max_examples=80, deadline=None)
+@given(
+    st.lists(
+        st.tuples(
+            st.lists(st.tuples(_coord, _coord), min_size=1, max_size=10),  # vertices
+            st.booleans(),  # out and back (ambiguous stretches)
+            st.lists(st.tuples(_coord, _coord), min_size=1, max_size=5),  # the fixes
+            st.one_of(st.none(), st.floats(0, 8000, allow_nan=False)),  # the hint
+        ),
+        min_size=1,
+        max_size=6,
+    )
+)
+def test_batch_of_fix_sequences_equals_projecting_each_line(cases) -> None:
+    """project_many gives exactly each line's own ``project`` of its fixes in order."""
+    lines, counts, lats, lons, hints = [], [], [], [], []
+    for vertices, back, fixes, hint in cases:
+        points = [(52.5 + a, 13.4 + b) for a, b in vertices]
+        lines.append(RouteLine(points + points[::-1] if back else points))
+        counts.append(len(fixes))
+        lats.extend(52.5 + a for a, _ in fixes)
+        lons.extend(13.4 + b for _, b in fixes)
+        hints.append(hint)
+    many = project_many(lines, counts, lats, lons, hints)
+    at = 0
+    for line, count, hint in zip(lines, counts, hints, strict=True):
+        one = line.project(lats[at : at + count], lons[at : at + count], hint)
+        assert many.along_m[at : at + count].tolist() == one.along_m.tolist()
+        assert many.cross_m[at : at + count].tolist() == one.cross_m.tolist()
+        at += count
