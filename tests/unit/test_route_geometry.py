@@ -83,19 +83,22 @@ def test_single_point_line_projects_to_its_distance() -> None:
 _coord = st.floats(-0.02, 0.02, allow_nan=False)
 
 
-@settings(max_examples=60, deadline=None)
-@given(
-    st.lists(
+def _lines_with(fixes: st.SearchStrategy) -> st.SearchStrategy:
+    """Cases of (vertices, out and back?, fixes, hint): out-and-back lines are ambiguous."""
+    return st.lists(
         st.tuples(
-            st.lists(st.tuples(_coord, _coord), min_size=1, max_size=12),  # vertices
-            st.booleans(),  # out and back (ambiguous stretches)
-            st.tuples(_coord, _coord),  # the fix
-            st.one_of(st.none(), st.floats(0, 8000, allow_nan=False)),  # the hint
+            st.lists(st.tuples(_coord, _coord), min_size=1, max_size=12),
+            st.booleans(),
+            fixes,
+            st.one_of(st.none(), st.floats(0, 8000, allow_nan=False)),
         ),
         min_size=1,
         max_size=8,
     )
-)
+
+
+@settings(max_examples=60, deadline=None)
+@given(_lines_with(st.tuples(_coord, _coord)))
 def test_batch_of_single_fixes_equals_projecting_each(cases) -> None:
     """project_each over many lines gives exactly each line's own answer (ties included)."""
     lines, lats, lons, hints = [], [], [], []
@@ -156,18 +159,7 @@ def test_stop_positions_equal_projecting_stop_by_stop(vertices, back, stops, chu
 
 
 @settings(max_examples=80, deadline=None)
-@given(
-    st.lists(
-        st.tuples(
-            st.lists(st.tuples(_coord, _coord), min_size=1, max_size=10),  # vertices
-            st.booleans(),  # out and back (ambiguous stretches)
-            st.lists(st.tuples(_coord, _coord), min_size=1, max_size=5),  # the fixes
-            st.one_of(st.none(), st.floats(0, 8000, allow_nan=False)),  # the hint
-        ),
-        min_size=1,
-        max_size=6,
-    )
-)
+@given(_lines_with(st.lists(st.tuples(_coord, _coord), min_size=1, max_size=5)))
 def test_batch_of_fix_sequences_equals_projecting_each_line(cases) -> None:
     """project_many gives exactly each line's own ``project`` of its fixes in order."""
     lines, counts, lats, lons, hints = [], [], [], [], []
