@@ -217,16 +217,31 @@ def project_many(
     out = np.minimum.reduceat(np.where(dist == best[owner], along, np.inf), starts)
     near = dist <= (best + AMBIGUITY_M)[owner]
     ambiguous = np.add.reduceat(near.astype(np.intp), starts) > 1
-    if ambiguous.any():
-        first_fix = np.zeros(len(lines), dtype=np.intp)
-        np.cumsum(per_line[:-1], out=first_fix[1:])
-        ends = starts + rows_per_fix
-        for f in np.flatnonzero(ambiguous).tolist():
-            i = int(fix_line[f])
-            hint = hints[i] if f == first_fix[i] else float(out[f - 1])
-            if hint is None:
-                continue
-            r0, r1 = int(starts[f]), int(ends[f])
-            gap = np.where(near[r0:r1], np.abs(along[r0:r1] - hint), np.inf)
-            out[f] = along[r0 + int(gap.argmin())]
+    if not ambiguous.any():
+        return Projection(along_m=out, cross_m=best)
+    # A line's first fix follows the given hint: all of them at once. Along the line never
+    # decreases with the segment index, so among equal gaps the smallest along is the first
+    # segment's, as argmin picks in ``project``.
+    first_fix = np.zeros(len(lines), dtype=np.intp)
+    np.cumsum(per_line[:-1], out=first_fix[1:])
+    has_fixes = per_line > 0
+    hint_of_fix = np.full(n_fixes, np.nan)
+    hint_of_fix[first_fix[has_fixes]] = np.array(
+        [np.nan if h is None else h for h, on in zip(hints, has_fixes, strict=True) if on]
+    )
+    follow = ambiguous & ~np.isnan(hint_of_fix)
+    if follow.any():
+        gap = np.where(near, np.abs(along - hint_of_fix[owner]), np.inf)
+        closest = np.minimum.reduceat(gap, starts)
+        chosen = np.minimum.reduceat(np.where(gap == closest[owner], along, np.inf), starts)
+        out = np.where(follow, chosen, out)
+    # Later fixes follow the fix before them: in order, one by one (few are ambiguous).
+    is_first = np.zeros(n_fixes, dtype=bool)
+    is_first[first_fix[has_fixes]] = True
+    ends = starts + rows_per_fix
+    for f in np.flatnonzero(ambiguous & ~is_first).tolist():
+        hint = float(out[f - 1])
+        r0, r1 = int(starts[f]), int(ends[f])
+        gap_f = np.where(near[r0:r1], np.abs(along[r0:r1] - hint), np.inf)
+        out[f] = along[r0 + int(gap_f.argmin())]
     return Projection(along_m=out, cross_m=best)
