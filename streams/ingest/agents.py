@@ -103,8 +103,6 @@ async def ingest_records(records: Sequence[PingRecord], highwater: Highwater) ->
         partition_of[ping.driver_id] = records[i].partition
     load_states(partition_of)
     result = INGESTOR.ingest(decoded.pings)
-    # Effects in an order that keeps a retried batch correct: the read model first (idempotent,
-    # last-writer-wins), then the state that marks these pings as seen.
     # The live positions go to Redis while tracking computes (the moved-pings hook); tracking
     # awaits them before its own writes to the driver hashes. The state that marks these
     # pings as seen is saved only once they are written: a retried batch stays correct.
