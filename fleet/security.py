@@ -48,7 +48,7 @@ WORKER_COMMANDS = (
     "zadd", "zrem", "zrange", "zrangebyscore", "zremrangebyscore", "zcount", "zcard",
     "geoadd", "geosearch", "get", "set", "exists", "expire", "pexpire", "del", "unlink",
     "publish", "eval", "evalsha", "script|load", "script|exists", "multi", "exec", "discard",
-    "ping", "select", "hello", "client|setname", "info",
+    "ping", "select", "hello", "client|setname", "info", "time",
 )  # fmt: skip
 # The Redis user each Kafka role's environment gets.
 REDIS_USER_OF_ROLE = {ADMIN: ADMIN, "pipeline": "worker"}

@@ -19,11 +19,24 @@ READY_MARK = b"[^Worker]: Ready"
 Samples = dict[str, list[tuple[dict[str, str], float]]]
 
 
+_GIVEN_PORTS: set[int] = set()
+
+
 def free_port(host: str = "127.0.0.1") -> int:
-    """A TCP port nothing listens on right now."""
-    with socket.socket() as s:
-        s.bind((host, 0))
-        return int(s.getsockname()[1])
+    """A TCP port nothing listens on right now, never one this process was given before.
+
+    The kernel may hand the same ephemeral port to two binds in a row once the first socket is
+    closed, so two calls in a row (a metrics port and a web port) could collide without the
+    memory of ports already given.
+    """
+    for _ in range(100):
+        with socket.socket() as s:
+            s.bind((host, 0))
+            port = int(s.getsockname()[1])
+        if port not in _GIVEN_PORTS:
+            _GIVEN_PORTS.add(port)
+            return port
+    raise OSError("no free TCP port that was not already handed out")
 
 
 def scrape(port: int, host: str = "127.0.0.1", timeout: float = 2.0) -> Samples:
