@@ -22,13 +22,18 @@ $(VENV)/.installed: pyproject.toml | $(BIN)/python
 	$(BIN)/pip install -q -e '.[dev]'
 	touch $@
 
-setup: $(VENV)/.installed ## All set-up: venv, packages, redis-server/prometheus/mosquitto, Kafka jars
+setup: $(VENV)/.installed ## All set-up: venv, packages, redis-server/prometheus/mosquitto, Kafka jars, the compiled solver search
 	@command -v java >/dev/null || { \
 	  $(SUDO) apt-get update -qq && DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -qq openjdk-17-jre-headless >/dev/null; }
 	@command -v redis-server >/dev/null && command -v prometheus >/dev/null && { command -v mosquitto || test -x /usr/sbin/mosquitto; } >/dev/null || { \
 	  $(SUDO) apt-get update -qq && DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -qq redis-server prometheus mosquitto >/dev/null; }
 	@command -v mvn >/dev/null || ls var/kafka-libs/kafka_2.13-*.jar >/dev/null 2>&1 || { \
 	  DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -qq maven >/dev/null; }
+	@command -v gcc >/dev/null || { \
+	  $(SUDO) apt-get update -qq && DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -qq gcc >/dev/null; }
+	@$(BIN)/python -c 'import os, sysconfig; assert os.path.exists(sysconfig.get_paths()["include"] + "/Python.h")' 2>/dev/null || { \
+	  DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -qq python3-dev >/dev/null; }
+	$(BIN)/python -m decision.sisr_build
 	$(BIN)/fleet infra fetch
 
 demo: setup ## A day of DRIVERS=200 through the pipeline (DURATION=180 s): live story, report in var/demo-report/

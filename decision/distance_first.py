@@ -6,9 +6,10 @@ for the return) solved in two phases that share the wall-clock budget:
 1. each first-solution strategy of a small portfolio builds a plan and improves it with a
    short guided local search (``START_SHARE`` of the budget each): the strategies are good on
    different instance shapes (savings on clustered customers, insertion on tight windows);
-2. the best of them is the warm start of a guided local search for the rest of the budget,
-   on a fleet cut to the routes it uses: empty vehicles only widen every neighbourhood, and a
-   route can still be emptied (distance alone never asks for more routes than the start had).
+2. the best of them is improved for the rest of the budget: by the compiled ruin-and-recreate
+   search (``decision.sisr``) when ``make setup`` built it, whose starts are then a single
+   cheap one; else by a guided local search on a fleet cut to the routes it uses (empty
+   vehicles only widen every neighbourhood, and a route can still be emptied).
 
 Customers no vehicle can serve even alone (window closed before anyone gets there, return
 after the depot closes, demand above capacity) are left out from the start. Returns ``None``
@@ -25,6 +26,7 @@ from collections.abc import Sequence
 import numpy as np
 from ortools.constraint_solver import pywrapcp, routing_enums_pb2
 
+from decision import sisr
 from decision.solomon import SolomonInstance, demand_unit
 from decision.travel import euclidean_matrix
 
@@ -34,6 +36,11 @@ START_SHARE = 0.12
 SMALL_PORTFOLIO = ("SAVINGS", "PARALLEL_CHEAPEST_INSERTION", "LOCAL_CHEAPEST_INSERTION")
 LARGE_PORTFOLIO = ("SAVINGS", "PATH_CHEAPEST_ARC")
 LARGE = 300
+# With the compiled ruin-and-recreate search (decision.sisr) the starts only have to be good
+# enough for it to begin from: one cheap start, the rest of the budget to the search.
+SISR_PORTFOLIO = ("SAVINGS",)
+SISR_START_SHARE = 0.1
+SISR_LARGE_PORTFOLIO = ("PATH_CHEAPEST_ARC",)
 # Closing the model and a first plan take about this long per customer squared (1.8 s for
 # 1,000 customers on the 2-core reference box): with less than twice that, the caller's
 # greedy repair path answers in time and this one does not start.
@@ -134,9 +141,14 @@ def solve_distance_first(
     build_s = time.perf_counter() - began
     small = len(order) <= LARGE
     best: tuple[int, list[list[int]]] | None = None
-    for strategy in SMALL_PORTFOLIO if small else LARGE_PORTFOLIO:
+    portfolio: tuple[str, ...] = SMALL_PORTFOLIO if small else LARGE_PORTFOLIO
+    start_share = START_SHARE
+    if sisr.available():
+        portfolio = SISR_PORTFOLIO if small else SISR_LARGE_PORTFOLIO
+        start_share = SISR_START_SHARE
+    for strategy in portfolio:
         left = deadline - time.perf_counter()
-        share = min(START_SHARE * time_limit_s, left) if small else left / 2
+        share = min(start_share * time_limit_s, left) if small else left / 2
         if best is not None and share < 0.02:
             break
         found = model.routing.SolveWithParameters(_params(strategy, max(0.01, share)))
@@ -145,6 +157,10 @@ def solve_distance_first(
     if best is None:
         return None
     left = deadline - time.perf_counter()
+    if left > 0.02 and sisr.available():
+        routes = sisr.improve(_sisr_instance(inst, order), best[1], deadline, seed)
+        customers = [inst.customers[i] for i in order]
+        return [[customers[n - 1].number for n in seq] for seq in routes]
     if left > 0.05:
         # On the fleet the best start uses, when there is time to build it and search.
         if build_s < left / 4 and len(best[1]) < inst.vehicles:
@@ -161,3 +177,17 @@ def solve_distance_first(
                 best = (found.ObjectiveValue(), model.routes(found))
     customers = [inst.customers[i] for i in order]
     return [[customers[n - 1].number for n in seq] for seq in best[1]]
+
+
+def _sisr_instance(inst: SolomonInstance, order: Sequence[int]) -> sisr.Instance:
+    """The instance in the search's arrays, node i being customer ``order[i - 1]``."""
+    nodes = [inst.depot] + [inst.customers[i] for i in order]
+    dist = euclidean_matrix([(c.x, c.y) for c in nodes]).distances
+
+    def column(field: str) -> np.ndarray:
+        return np.array([float(getattr(c, field)) for c in nodes])
+
+    return sisr.Instance(
+        dist, column("ready"), column("due"), column("service"), column("demand"),
+        float(inst.capacity), inst.vehicles,
+    )  # fmt: skip
