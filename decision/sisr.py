@@ -29,8 +29,8 @@ import numpy as np
 
 # Temperatures as a share of the mean edge of the start plan: the start is already good, so
 # the search begins warm enough to leave its basin and ends greedy.
-START_TEMPERATURE = 0.2
-END_TEMPERATURE = 0.002
+START_TEMPERATURE = 0.5
+END_TEMPERATURE = 0.02
 CHUNK_S = 0.02
 SPARE_ROUTES = 3
 
