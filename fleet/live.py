@@ -45,32 +45,50 @@ def zone_key(cell: str) -> str:
 # the unit separator \x1f (ids, numbers and H3 cells never contain it). One argument instead
 # of 12 per ping: redis-py packs each argument in Python (8 % of the worker at 10x).
 # Skips drivers whose stored ts_ms is newer. Returns {positions written, Redis TIME in ms}.
+# Four commands per position (HMGET, HSET, EXPIRE, the zone's ZADD); the position index, the
+# freshness index and the zone list get one variadic command per batch (in chunks under Lua's
+# unpack limit): 17 instead of 21 us of Redis per ping in 2,000-ping batches.
 FIELD_END = "\x1f"
 WRITE_POSITIONS_LUA = """
 local ttl = tonumber(ARGV[1])
 local v = {}
 for value in string.gmatch(ARGV[2], '([^\\031]*)\\031') do v[#v + 1] = value end
 local written = 0
+local geo = {}
+local seen = {}
+local zones = {}
 for i = 1, #v, 12 do
   local id = v[i]
   local ts = tonumber(v[i + 1])
   local key = 'fleet:driver:' .. id
-  local old = redis.call('HMGET', key, 'ts_ms', 'zone')
+  local old = redis.call('HMGET', key, 'ts_ms', 'zone', 'status')
   if (not old[1]) or tonumber(old[1]) <= ts then
     local zone = v[i + 5]
-    redis.call('HSET', key, 'lat', v[i + 2], 'lon', v[i + 3], 'ts_ms', v[i + 1],
+    local fields = {'lat', v[i + 2], 'lon', v[i + 3], 'ts_ms', v[i + 1],
       'h3', v[i + 4], 'zone', zone, 'seq', v[i + 7], 'accuracy_m', v[i + 8],
-      'speed_mps', v[i + 9], 'heading_deg', v[i + 10], 'updated_ms', v[i + 11])
-    if v[i + 6] ~= '' then redis.call('HSET', key, 'route_id', v[i + 6]) end
-    redis.call('HSETNX', key, 'status', 'idle')
+      'speed_mps', v[i + 9], 'heading_deg', v[i + 10], 'updated_ms', v[i + 11]}
+    if v[i + 6] ~= '' then fields[#fields + 1] = 'route_id'; fields[#fields + 1] = v[i + 6] end
+    if not old[3] then fields[#fields + 1] = 'status'; fields[#fields + 1] = 'idle' end
+    redis.call('HSET', key, unpack(fields))
     redis.call('EXPIRE', key, ttl)
-    redis.call('GEOADD', 'fleet:pos', v[i + 3], v[i + 2], id)
-    redis.call('ZADD', 'fleet:pos:ts', ts, id)
+    geo[#geo + 1] = v[i + 3]; geo[#geo + 1] = v[i + 2]; geo[#geo + 1] = id
+    seen[#seen + 1] = ts; seen[#seen + 1] = id
     if old[2] and old[2] ~= zone then redis.call('ZREM', 'fleet:zone:' .. old[2], id) end
     redis.call('ZADD', 'fleet:zone:' .. zone, ts, id)
-    redis.call('ZADD', 'fleet:zones', ts, zone)
+    if (zones[zone] or ts) <= ts then zones[zone] = ts end
     written = written + 1
   end
+end
+for j = 1, #geo, 3000 do
+  redis.call('GEOADD', 'fleet:pos', unpack(geo, j, math.min(j + 2999, #geo)))
+end
+for j = 1, #seen, 2000 do
+  redis.call('ZADD', 'fleet:pos:ts', unpack(seen, j, math.min(j + 1999, #seen)))
+end
+local zs = {}
+for zone, ts in pairs(zones) do zs[#zs + 1] = ts; zs[#zs + 1] = zone end
+for j = 1, #zs, 2000 do
+  redis.call('ZADD', 'fleet:zones', unpack(zs, j, math.min(j + 1999, #zs)))
 end
 local now = redis.call('TIME')
 return {written, tonumber(now[1]) * 1000 + math.floor(tonumber(now[2]) / 1000)}
