@@ -12,6 +12,7 @@ from pathlib import Path
 
 import numpy as np
 
+from decision import sisr
 from decision.errors import InvalidInstance
 from decision.params import ObjectiveWeights, SolveParams
 from decision.problem import Job, Problem, Vehicle
@@ -207,6 +208,7 @@ ELIMINATION_SLICE = 0.12
 
 
 OBJECTIVES = ("distance", "vehicles")
+SISR_FIELDS = ("ready", "due", "service", "demand")
 
 
 def solve_solomon(
@@ -312,7 +314,9 @@ def solve_vehicles_first(
     # Distance with the fleet fixed.
     left = deadline - time.perf_counter()
     used = [seq for seq in best.values() if seq]
-    if left > 2 * overhead and used:
+    if left > 0.02 and used and sisr.available():
+        best = _shorter_on_fleet(inst, best, deadline, seed)
+    elif left > 2 * overhead and used:
         final = solve(_fleet(problem, used, len(used)), params(left, 0.0))
         if final.status == "solved" and not final.dropped:
             candidate = {k: list(v) for k, v in final.sequences().items()}
@@ -321,6 +325,25 @@ def solve_vehicles_first(
     solver_ms = int((time.perf_counter() - began) * 1000)
     routes = tuple(tuple(int(j) for j in seq) for seq in best.values() if seq)
     return SolomonResult(routes, _distance(problem, best), solver_ms)
+
+
+def _shorter_on_fleet(
+    inst: SolomonInstance, sequences: dict[str, list[str]], deadline: float, seed: int
+) -> dict[str, list[str]]:
+    """``sequences`` made shorter by the ruin-and-recreate search, on no more routes than they
+    use (node i is customer ``inst.customers[i - 1]``)."""
+    node = {str(c.number): i for i, c in enumerate(inst.customers, start=1)}
+    routes = [[node[j] for j in seq] for seq in sequences.values() if seq]
+    nodes = [inst.depot, *inst.customers]
+    ready, due, service, demand = (
+        np.array([float(getattr(c, f)) for c in nodes]) for f in SISR_FIELDS
+    )
+    problem = sisr.Instance(
+        euclidean_matrix([(c.x, c.y) for c in nodes]).distances, ready, due, service, demand,
+        float(inst.capacity), len(routes),
+    )  # fmt: skip
+    shorter = iter(sisr.improve(problem, routes, deadline, seed))
+    return {k: [str(inst.customers[n - 1].number) for n in next(shorter, [])] for k in sequences}
 
 
 def _complete(problem: Problem, solution: Solution) -> dict[str, list[str]]:

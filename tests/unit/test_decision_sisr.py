@@ -84,3 +84,21 @@ def test_without_the_compiled_module_the_start_comes_back(monkeypatch: pytest.Mo
     problem, start, _ = one_route_each(inst)
     assert not sisr.available()
     assert sisr.improve(problem, start, time.perf_counter() + 0.05) == start
+
+
+def test_the_vehicles_first_finish_keeps_the_fleet_and_every_customer() -> None:
+    """The last phase of ``--objective vehicles`` shortens on the routes it was given."""
+    from decision.solomon import _distance, _shorter_on_fleet, greedy_plan
+
+    inst = read_solomon(DATA / "R101.txt")
+    problem = to_problem(inst)
+    greedy = iter(greedy_plan(inst).routes)
+    start = {v.vehicle_id: [str(c) for c in next(greedy, ())] for v in problem.vehicles}
+    numbers = [str(c.number) for c in inst.customers]
+    assert violations(problem, start) == [], "the start itself must be feasible"
+    out = _shorter_on_fleet(inst, start, time.perf_counter() + 0.3, seed=0)
+    assert set(out) == set(start)
+    assert sorted(j for seq in out.values() for j in seq) == sorted(numbers)
+    assert violations(problem, out) == []
+    assert sum(1 for seq in out.values() if seq) <= sum(1 for seq in start.values() if seq)
+    assert _distance(problem, out) < _distance(problem, start)
