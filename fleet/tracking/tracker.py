@@ -20,6 +20,8 @@ from fleet.tracking.schedule import BehindState, expected_stop_id, planned_time_
 from fleet.tracking.stale import StaleState, check_stale, ping_seen
 
 RECENT_EVENTS = 256  # event ids remembered for de-duplication (a route has fewer events)
+EARLY_ROUTES = 4  # routes whose early outcomes a driver keeps (the oldest go first)
+EARLY_STOPS = 500  # outcomes kept per such route
 
 
 class DriverTrack(msgspec.Struct):
@@ -41,6 +43,10 @@ class DriverTrack(msgspec.Struct):
     behind: BehindState = msgspec.field(default_factory=BehindState)
     stale: StaleState = msgspec.field(default_factory=StaleState)
     alerts: dict[str, OpenAlert] = msgspec.field(default_factory=dict)
+    # Outcomes whose event names a route that is not (yet) this driver's: route_id -> {stop_id:
+    # delivered|failed}. Plans and events are on different topics, so an outcome can come
+    # before its route's plan; the plan, when it comes, starts with them done.
+    early: dict[str, dict[str, str]] = msgspec.field(default_factory=dict)
 
 
 @dataclass(frozen=True, slots=True)
@@ -111,12 +117,21 @@ def _copy(track: DriverTrack) -> DriverTrack:
         done=dict(track.done),
         recent_events=list(track.recent_events),
         alerts=dict(track.alerts),
+        early={k: dict(v) for k, v in track.early.items()},
     )
 
 
-def _emit(t: DriverTrack, out: list[Alert], key: str, kind: AlertKind, change: Change | None):
+def _emit(
+    t: DriverTrack,
+    out: list[Alert],
+    key: str,
+    kind: AlertKind,
+    change: Change | None,
+    route_id: str | None = None,
+):
     if change is not None:
-        alert = apply_change(t.alerts, t.driver_id, t.route_id, key, kind, change)
+        route = route_id if route_id is not None else t.route_id
+        alert = apply_change(t.alerts, t.driver_id, route, key, kind, change)
         if alert is not None:
             out.append(alert)
 
@@ -303,20 +318,25 @@ def failed_delivery_key(route_id: str | None, stop_id: str) -> str:
 
 
 def _record_outcome(t: DriverTrack, event: DeliveryEvent, out: list[Alert]) -> None:
+    """The outcome on the driver's route, or kept aside for the route the event names when
+    that is not the driver's route (yet); its failed-delivery alert opens either way."""
     stop_id = event.stop_id
     assert stop_id is not None
-    key = failed_delivery_key(t.route_id, stop_id)
+    route_id = event.route_id or t.route_id
+    done = t.done if route_id == t.route_id else _early_outcomes(t, route_id)
+    key = failed_delivery_key(route_id, stop_id)
     if event.type == "delivered":
-        t.done[stop_id] = "delivered"
+        done[stop_id] = "delivered"
         _emit(
             t,
             out,
             key,
             "failed_delivery",
             Change("resolve", event.ts_ms, details={"resolution": "delivered"}),
+            route_id,
         )
     else:
-        t.done[stop_id] = "failed"
+        done[stop_id] = "failed"
         details = {
             "stop_id": stop_id,
             "reason": event.reason or "other",
@@ -328,9 +348,22 @@ def _record_outcome(t: DriverTrack, event: DeliveryEvent, out: list[Alert]) -> N
             key,
             "failed_delivery",
             Change("open", event.ts_ms, basis_ms=event.ts_ms, details=details),
+            route_id,
         )
     if t.arrived_stop_id == stop_id:
         t.arrived_stop_id = None
+
+
+def _early_outcomes(t: DriverTrack, route_id: str | None) -> dict[str, str]:
+    """The outcomes kept for ``route_id`` (bounded: the oldest route and, past EARLY_STOPS,
+    the outcomes of a route beyond it are not kept)."""
+    assert route_id is not None
+    if route_id not in t.early:
+        while len(t.early) >= EARLY_ROUTES:
+            del t.early[next(iter(t.early))]
+        t.early[route_id] = {}
+    kept = t.early[route_id]
+    return kept if len(kept) < EARLY_STOPS else {}
 
 
 def _end_movement_alerts(t: DriverTrack, at_ms: int, cause: str, out: list[Alert]) -> None:
@@ -345,11 +378,16 @@ def _end_movement_alerts(t: DriverTrack, at_ms: int, cause: str, out: list[Alert
 def apply_plan(track: DriverTrack, plan: RoutePlan, at_ms: int) -> TrackResult:
     """Make ``plan`` the driver's current plan (the caller checked it is the newest)."""
     t, out = _copy(track), list[Alert]()
+    ids = {s.stop_id for s in plan.stops}
     if t.route_id != plan.route_id:
         _end_movement_alerts(t, at_ms, "route_changed", out)
-        t.done, t.along_m, t.cross_m, t.lag_ms, t.arrived_stop_id = {}, None, None, None, None
+        # Outcomes that came before the plan: those naming this route, and, for a driver
+        # that had no route, those naming none.
+        early = t.early.pop(plan.route_id, {})
+        done = {**t.done, **early} if t.route_id is None else early
+        t.done = {k: v for k, v in done.items() if k in ids}
+        t.along_m, t.cross_m, t.lag_ms, t.arrived_stop_id = None, None, None, None
     else:
-        ids = {s.stop_id for s in plan.stops}
         t.done = {k: v for k, v in t.done.items() if k in ids}
     t.route_id, t.plan_version = plan.route_id, plan.version
     return TrackResult(t, out)

@@ -90,6 +90,12 @@ def test_off_route_and_behind_schedule_open_and_resolve(fleet_env, worker):
     idle = [Ping(stuck.driver_id, start + k * 60_000, lat, lon, seq=k + 1) for k in range(20)]
     events = [e for e in sim.events if e.ts_ms < start + 900_000]
     _send(fleet_env, EVENTS, [(e.driver_id, e) for e in events])
+    # Events and pings are on different topics: the deliveries are applied before the pings
+    # come, or a busy worker could see the detouring driver stuck at its first stop for a
+    # moment (behind schedule, then resolved) and the test would prove nothing about it.
+    delivered = str(sum(e.type == "delivered" for e in events))
+    key = f"fleet:driver:{detouring.driver_id}"
+    assert wait_until(lambda: r.hget(key, "stops_delivered") == delivered, 60)
     _send(fleet_env, PINGS, [(p.driver_id, p) for p in pings + idle])
 
     assert wait_until(lambda: _open_alerts(r, stuck.driver_id), 60)

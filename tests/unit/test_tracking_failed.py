@@ -59,3 +59,33 @@ def test_a_later_successful_delivery_resolves() -> None:
     delivered = DeliveryEvent("ev-d", "drv-f", "delivered", 8_000, stop_id="st-2")
     result = apply_event(opened.track, None, delivered, CFG)
     assert [a.state for a in result.alerts] == ["resolved"]
+
+
+def test_outcomes_that_come_before_their_routes_plan_are_kept_for_it() -> None:
+    """Plans and events are on different topics: a driver's first outcomes can come first."""
+    plan = build_plan("rt-f", "drv-f", n_stops=3)
+    track = DriverTrack("drv-f")
+    delivered = DeliveryEvent("ev-d1", "drv-f", "delivered", 4_000, route_id="rt-f", stop_id="st-1")
+    track = apply_event(track, None, delivered, CFG).track
+    early = apply_event(track, None, _failed(), CFG)
+    assert [(a.kind, a.state, a.route_id) for a in early.alerts] == [
+        ("failed_delivery", "open", "rt-f")
+    ]
+    assert early.track.done == {}
+    planned = apply_plan(early.track, plan, 6_000).track
+    assert planned.done == {"st-1": "delivered", "st-2": "failed"} and planned.early == {}
+    assert route_progress(planned, plan).failed == 1
+
+
+def test_an_outcome_of_another_route_does_not_mark_the_current_one() -> None:
+    """The same stop id on the driver's next route stays pending; the old route's outcome is
+    kept for that route (bounded), not applied to this one."""
+    track = _tracked()
+    late = DeliveryEvent("ev-o", "drv-f", "delivered", 7_000, route_id="rt-old", stop_id="st-1")
+    after = apply_event(track, None, late, CFG).track
+    assert "st-1" not in after.done and after.early == {"rt-old": {"st-1": "delivered"}}
+    for k in range(10):
+        event = DeliveryEvent(f"ev-{k}", "drv-f", "delivered", 8_000 + k, route_id=f"rt-{k}",
+                              stop_id="st-1")  # fmt: skip
+        after = apply_event(after, None, event, CFG).track
+    assert len(after.early) == 4 and "rt-9" in after.early and "rt-old" not in after.early
