@@ -26,6 +26,8 @@ OUTPUT_S = 0.1
 # Below this much time left after the greedy plan, no solver child is started.
 CHILD_MIN_S = 0.15
 CHILD_HEADROOM = 0.3
+# Below this much time left, the distance search runs in this process from the greedy plan.
+IN_PROCESS_BELOW_S = 1.5
 
 
 def _cmd_solve(args: argparse.Namespace, settings: Settings) -> int:
@@ -37,12 +39,17 @@ def _cmd_solve(args: argparse.Namespace, settings: Settings) -> int:
         raise ConfigError(f"--time-limit={args.time_limit} must be a number of seconds > 0")
     if args.seed < 0:
         raise ConfigError(f"--seed={args.seed} must be an integer >= 0")
-    from decision.solomon import greedy_plan, read_solomon, unservable
+    from decision.solomon import greedy_plan, improve_greedy, read_solomon, unservable
 
     instance = read_solomon(Path(args.file))
     deadline = began + args.time_limit - min(OUTPUT_S, 0.15 * args.time_limit)
     result = greedy_plan(instance)
-    if deadline - time.perf_counter() > CHILD_MIN_S and instance.customers:
+    left = deadline - time.perf_counter()
+    if _in_process(instance, left, args.objective):
+        improved = improve_greedy(instance, deadline, args.seed)
+        if _rank(improved, args.objective) <= _rank(result, args.objective):
+            result = improved
+    elif left > CHILD_MIN_S and instance.customers:
         solved = _solve_in_child(instance, deadline, args.seed, args.objective)
         if solved is not None and _rank(solved, args.objective) <= _rank(result, args.objective):
             result = solved
@@ -74,6 +81,19 @@ def _cmd_solve(args: argparse.Namespace, settings: Settings) -> int:
     for k, route in enumerate(result.routes, start=1):
         print(f"  route {k}: {' '.join(str(c) for c in route)}")
     return 0
+
+
+def _in_process(instance: SolomonInstance, left_s: float, objective: str) -> bool:
+    """Whether the distance search runs here, from the greedy plan, instead of in a child:
+    when the compiled ruin-and-recreate search is built and the budget is short (loading
+    OR-Tools and the child's headroom would take much of it) or too short for OR-Tools'
+    first plan of this instance. That search stops within a chunk of the deadline."""
+    from decision import sisr
+    from decision.solomon import fits
+
+    if objective != "distance" or not instance.customers or not sisr.available():
+        return False
+    return left_s < IN_PROCESS_BELOW_S or not fits(len(instance.customers), left_s)
 
 
 def _rank(result: SolomonResult, objective: str) -> tuple[float, ...]:

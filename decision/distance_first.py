@@ -41,15 +41,6 @@ LARGE = 300
 SISR_PORTFOLIO = ("SAVINGS",)
 SISR_START_SHARE = 0.1
 SISR_LARGE_PORTFOLIO = ("PATH_CHEAPEST_ARC",)
-# Closing the model and a first plan take about this long per customer squared (1.8 s for
-# 1,000 customers on the 2-core reference box): with less than twice that, the caller's
-# greedy repair path answers in time and this one does not start.
-FIRST_PLAN_S_PER_N2 = 1.8e-6
-
-
-def fits(customers: int, time_limit_s: float) -> bool:
-    """Whether the budget leaves this search time for a first plan and some improvement."""
-    return 2 * FIRST_PLAN_S_PER_N2 * customers**2 <= time_limit_s
 
 
 class _Model:

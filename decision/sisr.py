@@ -128,7 +128,7 @@ def improve(
     kernel = _kernel()
     if kernel is None:
         return [list(r) for r in routes]
-    next_seed = seed
+    next_seed = seed % 2**32  # any size of seed works; the generator takes 32 bits
     began = time.perf_counter()
     total = max(1e-3, deadline - began)
     iterations = 50

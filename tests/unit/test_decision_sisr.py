@@ -102,3 +102,23 @@ def test_the_vehicles_first_finish_keeps_the_fleet_and_every_customer() -> None:
     assert violations(problem, out) == []
     assert sum(1 for seq in out.values() if seq) <= sum(1 for seq in start.values() if seq)
     assert _distance(problem, out) < _distance(problem, start)
+
+
+def test_a_short_limit_still_gets_the_search_not_just_the_greedy_plan(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    """Below IN_PROCESS_BELOW_S the CLI searches in its own process from the greedy plan
+    (no OR-Tools to load): the answer is feasible and shorter than the greedy plan."""
+    import json
+
+    from decision.solomon import greedy_plan
+    from fleet.cli import main
+
+    path = DATA / "R101.txt"
+    assert main(["decision", "solve", str(path), "--time-limit", "0.3", "--json"]) == 0
+    answer = json.loads(capsys.readouterr().out)
+    inst = read_solomon(path)
+    seqs = {f"v{k}": [str(c) for c in r] for k, r in enumerate(answer["routes"])}
+    assert violations(to_problem(inst, vehicles=max(1, len(seqs))), seqs) == []
+    assert sorted(c for r in answer["routes"] for c in r) == [c.number for c in inst.customers]
+    assert answer["distance"] < greedy_plan(inst).distance
