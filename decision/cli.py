@@ -46,7 +46,7 @@ def _cmd_solve(args: argparse.Namespace, settings: Settings) -> int:
     result = greedy_plan(instance)
     left = deadline - time.perf_counter()
     if _in_process(instance, left, args.objective):
-        improved = improve_greedy(instance, deadline, args.seed)
+        improved = improve_greedy(instance, deadline, args.seed, greedy=result)
         if _rank(improved, args.objective) <= _rank(result, args.objective):
             result = improved
     elif left > CHILD_MIN_S and instance.customers:

@@ -27,7 +27,7 @@ import numpy as np
 from ortools.constraint_solver import pywrapcp, routing_enums_pb2
 
 from decision import sisr
-from decision.solomon import SolomonInstance, demand_unit
+from decision.solomon import SolomonInstance, demand_unit, sisr_instance
 from decision.travel import euclidean_matrix
 
 SCALE = 1000  # steps per distance unit: costs exact to 1e-3, windows checked exactly
@@ -149,7 +149,7 @@ def solve_distance_first(
         return None
     left = deadline - time.perf_counter()
     if left > 0.02 and sisr.available():
-        routes = sisr.improve(_sisr_instance(inst, order), best[1], deadline, seed)
+        routes = sisr.improve(sisr_instance(inst, order), best[1], deadline, seed)
         customers = [inst.customers[i] for i in order]
         return [[customers[n - 1].number for n in seq] for seq in routes]
     if left > 0.05:
@@ -168,17 +168,3 @@ def solve_distance_first(
                 best = (found.ObjectiveValue(), model.routes(found))
     customers = [inst.customers[i] for i in order]
     return [[customers[n - 1].number for n in seq] for seq in best[1]]
-
-
-def _sisr_instance(inst: SolomonInstance, order: Sequence[int]) -> sisr.Instance:
-    """The instance in the search's arrays, node i being customer ``order[i - 1]``."""
-    nodes = [inst.depot] + [inst.customers[i] for i in order]
-    dist = euclidean_matrix([(c.x, c.y) for c in nodes]).distances
-
-    def column(field: str) -> np.ndarray:
-        return np.array([float(getattr(c, field)) for c in nodes])
-
-    return sisr.Instance(
-        dist, column("ready"), column("due"), column("service"), column("demand"),
-        float(inst.capacity), inst.vehicles,
-    )  # fmt: skip

@@ -343,6 +343,23 @@ def solve_vehicles_first(
     return SolomonResult(routes, _distance(problem, best), solver_ms)
 
 
+def sisr_instance(
+    inst: SolomonInstance, order: Sequence[int] | None = None, max_routes: int | None = None
+) -> sisr.Instance:
+    """The instance in the ruin-and-recreate search's arrays: node i is customer
+    ``inst.customers[order[i - 1]]`` (every customer in file order by default), at most
+    ``max_routes`` routes (the fleet by default)."""
+    picked = inst.customers if order is None else [inst.customers[i] for i in order]
+    nodes = [inst.depot, *picked]
+    ready, due, service, demand = (
+        np.array([float(getattr(c, f)) for c in nodes]) for f in SISR_FIELDS
+    )
+    return sisr.Instance(
+        euclidean_matrix([(c.x, c.y) for c in nodes]).distances, ready, due, service, demand,
+        float(inst.capacity), max_routes if max_routes is not None else inst.vehicles,
+    )  # fmt: skip
+
+
 def improve_routes(
     inst: SolomonInstance,
     routes: Sequence[Sequence[int]],
@@ -354,26 +371,21 @@ def improve_routes(
     until ``deadline`` (``time.perf_counter()``), on at most ``max_routes`` routes (the
     fleet); ``routes`` unchanged when the search is not built or finds nothing shorter."""
     node = {c.number: i for i, c in enumerate(inst.customers, start=1)}
-    nodes = [inst.depot, *inst.customers]
-    ready, due, service, demand = (
-        np.array([float(getattr(c, f)) for c in nodes]) for f in SISR_FIELDS
-    )
-    problem = sisr.Instance(
-        euclidean_matrix([(c.x, c.y) for c in nodes]).distances, ready, due, service, demand,
-        float(inst.capacity), max_routes if max_routes is not None else inst.vehicles,
-    )  # fmt: skip
     start = [[node[c] for c in r] for r in routes if r]
-    shorter = sisr.improve(problem, start, deadline, seed)
+    shorter = sisr.improve(sisr_instance(inst, max_routes=max_routes), start, deadline, seed)
     return [[inst.customers[n - 1].number for n in r] for r in shorter]
 
 
-def improve_greedy(inst: SolomonInstance, deadline: float, seed: int = 0) -> SolomonResult:
-    """The greedy plan improved by the ruin-and-recreate search until ``deadline``: no
-    OR-Tools, so it starts at once and stops within a chunk of the deadline (short budgets
-    and large instances, where OR-Tools' first plan would not fit)."""
+def improve_greedy(
+    inst: SolomonInstance, deadline: float, seed: int = 0, greedy: SolomonResult | None = None
+) -> SolomonResult:
+    """The greedy plan (``greedy`` when the caller has it) improved by the ruin-and-recreate
+    search until ``deadline``: no OR-Tools, so it starts at once and stops within a chunk of
+    the deadline (short budgets and large instances, where OR-Tools' first plan would not
+    fit)."""
     began = time.perf_counter()
-    greedy = greedy_plan(inst)
-    routes = improve_routes(inst, greedy.routes, deadline, seed)
+    start = greedy if greedy is not None else greedy_plan(inst)
+    routes = improve_routes(inst, start.routes, deadline, seed)
     problem = to_problem(inst, vehicles=max(1, len(routes)))
     sequences = {f"v{k}": [str(c) for c in r] for k, r in enumerate(routes)}
     solver_ms = int((time.perf_counter() - began) * 1000)

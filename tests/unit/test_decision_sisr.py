@@ -10,8 +10,14 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from decision import sisr, sisr_build, sisr_kernel
-from decision.distance_first import _sisr_instance, servable
-from decision.solomon import SolomonInstance, parse_solomon, read_solomon, to_problem
+from decision.distance_first import servable
+from decision.solomon import (
+    SolomonInstance,
+    parse_solomon,
+    read_solomon,
+    sisr_instance,
+    to_problem,
+)
 from decision.solution import violations
 from tests.unit.test_decision_solomon import customer, layout
 
@@ -26,7 +32,7 @@ def test_set_up_built_the_compiled_search_from_the_current_kernel() -> None:
 def one_route_each(inst: SolomonInstance) -> tuple[sisr.Instance, list[list[int]], list[int]]:
     """The search's instance over the servable customers, and the plan of one route each."""
     order = servable(inst)
-    return _sisr_instance(inst, order), [[i + 1] for i in range(len(order))], order
+    return sisr_instance(inst, order), [[i + 1] for i in range(len(order))], order
 
 
 def checked(inst: SolomonInstance, order: list[int], routes: list[list[int]]) -> list[str]:
