@@ -83,6 +83,9 @@ class SolveParams:
     problem, same seed, same plan). ``seed`` fixes the order in which stops enter the model.
     ``neighbour_operators`` adds OR-Tools' relocate-neighbours and cross-exchange moves to the
     local search (off by default; the Solomon path turns them on, where they shorten routes).
+    ``settle_s`` ends the search early once its best plan has stood for ``settle_s``, or for
+    as long as it took to find it, whichever is longer (live decisions: a one-route re-plan
+    settles in tens of milliseconds); None searches for the whole time limit.
     """
 
     time_limit_s: float = 1.0
@@ -92,6 +95,7 @@ class SolveParams:
     weights: ObjectiveWeights = field(default_factory=ObjectiveWeights)
     solution_limit: int | None = None
     neighbour_operators: bool = False
+    settle_s: float | None = None
 
     def __post_init__(self) -> None:
         _check_number("SolveParams", "time_limit_s", self.time_limit_s, 0.001, MAX_TIME_LIMIT_S)
@@ -114,6 +118,8 @@ class SolveParams:
             isinstance(limit, bool) or not isinstance(limit, int) or limit < 1
         ):
             raise InvalidParams(f"SolveParams.solution_limit={limit!r} is not an integer >= 1")
+        if self.settle_s is not None:
+            _check_number("SolveParams", "settle_s", self.settle_s, 1e-6, MAX_TIME_LIMIT_S)
         if not isinstance(self.neighbour_operators, bool):
             raise InvalidParams(
                 f"SolveParams.neighbour_operators={self.neighbour_operators!r} is not a boolean"

@@ -7,6 +7,7 @@ import random
 import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 import numpy.typing as npt
@@ -234,6 +235,8 @@ def solve(
     if params.solution_limit is not None:
         search.solution_limit = params.solution_limit
 
+    if params.settle_s is not None:
+        _stop_when_settled(routing, params.settle_s)
     assignment = None
     warm_starts: list[Mapping[str, Sequence[str]]] = [initial] if initial is not None else []
     warm_starts.append({v.vehicle_id: v.route for v in problem.vehicles})
@@ -272,6 +275,28 @@ def solve(
     served = {j for seq in sequences.values() for j in seq}
     dropped = tuple(drop_reason(problem, j.job_id) for j in problem.jobs if j.job_id not in served)
     return Solution(routes, dropped, terms, terms.cost(weights), solver_ms, "solved")
+
+
+def _stop_when_settled(routing: Any, settle_s: float) -> None:
+    """End the search once its best plan has stood for ``max(settle_s, time to find it)``.
+
+    Small live problems (one route's remaining stops) reach their best plan in milliseconds;
+    guided local search would then spend the rest of the time limit confirming it. Checked
+    at each solution the search accepts (guided local search accepts one every few
+    milliseconds at most); the time limit still bounds the whole search.
+    """
+    started = time.perf_counter()
+    best = [math.inf, 0.0]  # cost, seconds from the start when it was found
+
+    def on_solution() -> None:
+        cost = routing.CostVar().Value()
+        elapsed = time.perf_counter() - started
+        if cost < best[0]:
+            best[0], best[1] = cost, elapsed
+        elif elapsed - best[1] > max(settle_s, best[1]):
+            routing.solver().FinishCurrentSearch()
+
+    routing.AddAtSolutionCallback(on_solution)
 
 
 def drop_reason(problem: Problem, job_id: str) -> Dropped:

@@ -210,6 +210,13 @@ class Settings(BaseSettings):
     decision_time_limit_s: float = Field(
         1.0, gt=0, le=60, description="Solver budget of one decision, seconds"
     )
+    decision_settle_s: float = Field(
+        0.2,
+        ge=0,
+        le=60,
+        description="A search ends when its best plan has stood this long, or as long as it"
+        " took to find it (0: always the whole budget)",
+    )
     decision_seed: int = Field(0, ge=0, description="Solver seed (order of stops in the model)")
     decision_margin_s: float = Field(
         60.0, ge=0, description="Least gain (objective seconds) for a triggered re-plan"

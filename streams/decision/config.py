@@ -39,7 +39,9 @@ def decision_config(settings: Settings) -> DecisionConfig:
     }
     return DecisionConfig(
         params=SolveParams(
-            time_limit_s=settings.decision_time_limit_s, seed=settings.decision_seed
+            time_limit_s=settings.decision_time_limit_s,
+            seed=settings.decision_seed,
+            settle_s=settings.decision_settle_s or None,
         ),
         policy=ReplanPolicy(
             margin=settings.decision_margin_s,

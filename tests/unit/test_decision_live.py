@@ -257,3 +257,18 @@ def test_an_order_on_long_routes_is_placed_even_on_a_short_budget() -> None:
                   window_end_ms=NOW + 20 * HOUR)  # fmt: skip
     decision = assign_orders([order], states, NOW, TRAVEL, SolveParams(time_limit_s=0.05))
     assert decision.assigned.get("ord-9") in {"rt-0", "rt-1", "rt-2"}
+
+
+def test_a_settled_search_ends_before_its_time_limit_with_the_plan_of_a_full_search() -> None:
+    """``settle_s``: a one-route re-plan stops once its best plan has stood, not after the
+    whole time limit, and that plan is the one a search bounded by solutions finds."""
+    states = [make_route(k, 10, 5) for k in range(3)]
+    later = NOW + 600_000
+    full = replan("off_route", "rt-0", states, later, TRAVEL, PARAMS, None)
+    settled = replan(
+        "off_route", "rt-0", states, later, TRAVEL,
+        SolveParams(time_limit_s=30.0, settle_s=0.05), None,
+    )  # fmt: skip
+    assert settled.rationale["solver_ms"] < 15_000
+    assert settled.rationale["objective_after"] == pytest.approx(full.rationale["objective_after"])
+    assert plan_sequences(settled.plans) == plan_sequences(full.plans)

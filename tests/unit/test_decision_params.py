@@ -56,6 +56,9 @@ def test_time_limit_outside_range_is_rejected_naming_the_field(limit: object) ->
         ({"first_solution_strategy": "FASTEST"}, "first_solution_strategy"),
         ({"local_search_metaheuristic": "magic"}, "local_search_metaheuristic"),
         ({"solution_limit": 0}, "solution_limit"),
+        ({"settle_s": 0}, "settle_s"),
+        ({"settle_s": float("nan")}, "settle_s"),
+        ({"settle_s": "0.2"}, "settle_s"),
     ],
 )
 def test_bad_parameters_are_rejected(kwargs: dict[str, object], field: str) -> None:
