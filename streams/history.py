@@ -1,25 +1,33 @@
-"""History sink of the worker: owns the store, serves readers, runs history's own consumer.
+"""History sink of the worker: a process of its own that owns the store, serves readers and
+runs history's consumer (``fleet.history.process``).
 
 The sink is not a Faust agent: it reads the contract topics in its own consumer group
-(``{app_id}-history``) with confluent-kafka on a thread (``fleet.history.consumer``), so a
-slow store never holds back the live path and offsets are committed only after the rows
-they cover are stored. Policy per stage: invalid messages are skipped and counted by
-reason (ingest dead-letters invalid pings; the dead-letter topic is itself stored); a
-failing store is retried until the batch lands, with the partitions paused; redeliveries
-after a crash or rebalance are folded by insert tokens and ReplacingMergeTree identities.
+(``{app_id}-history``) with confluent-kafka (``fleet.history.consumer``), so a slow store
+never holds back the live path and offsets are committed only after the rows they cover are
+stored. It runs in a child process so that decoding, Arrow and the store's inserts do not
+share the worker's GIL with the ping path. Policy per stage: invalid messages are skipped
+and counted by reason (ingest dead-letters invalid pings; the dead-letter topic is itself
+stored); a failing store is retried until the batch lands, with the partitions paused;
+redeliveries after a crash or rebalance are folded by insert tokens and ReplacingMergeTree
+identities. A child that dies is started again (with a growing delay); it dies with the
+worker.
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
-import threading
+import multiprocessing
+import os
+import queue
+import time
+from multiprocessing.process import BaseProcess
+from typing import Any
 
 from mode import Service
 from prometheus_client import Counter, Gauge
 
-from fleet.history.consumer import HistoryConsumer, consumer_config, contract_sinks
-from fleet.history.sink import HistoryWriter
+from fleet.history import process as history_process
 from streams.app import app, settings
 
 log = logging.getLogger(__name__)
@@ -34,61 +42,103 @@ LAG = Gauge(
     "Messages of a topic not yet stored in history (this worker's partitions)",
     ["topic"],
 )
-STOP_TIMEOUT_S = 30.0
+RESTART_FIRST_S = 1.0
+RESTART_MAX_S = 30.0
+POLL_S = 0.25
+STARTUP_WAIT_S = 60.0
 
 
-def _on_retry(table: str, exc: Exception, delay: float) -> None:
-    RETRIES.labels(table).inc()
-    log.warning("history %s: write failed (%s); retrying in %.1f s", table, exc, delay)
-
-
-def _on_skip(table: str, reason: str) -> None:
-    SKIPPED.labels(table, reason).inc()
-
-
-def _on_stored(table: str, rows: int) -> None:
-    ROWS_WRITTEN.labels(table).inc(rows)
-
-
-def _on_lag(topic: str, behind: int) -> None:
-    LAG.labels(topic).set(behind)
+def apply_event(event: tuple[Any, ...]) -> None:
+    """One event of the history process as this worker's metrics."""
+    match event:
+        case ("opened",):
+            log.info("history process: the store is open")
+        case ("stored", str(table), int(rows)):
+            ROWS_WRITTEN.labels(table).inc(rows)
+        case ("skipped", str(table), str(reason)):
+            SKIPPED.labels(table, reason).inc()
+        case ("retry", str(table)):
+            RETRIES.labels(table).inc()
+        case ("lag", str(topic), int(behind)):
+            LAG.labels(topic).set(behind)
+        case _:
+            log.warning("history process: unknown event %r", event)
 
 
 @app.service
 class HistorySink(Service):
-    """Store owner, read endpoint and history consumer, started and stopped with the worker.
+    """Starts, watches and stops history's process, and reports what it does as metrics.
 
     Started once tables are recovered (``@app.service``): history reads its own consumer
     group, so it does not need to be up before the agents.
     """
 
-    writer: HistoryWriter | None = None
-    consumer: HistoryConsumer | None = None
-    thread: threading.Thread | None = None
+    process: BaseProcess | None = None
+    restarts = 0
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self._ctx = multiprocessing.get_context("spawn")  # no fork of a threaded worker
+        self._events: multiprocessing.Queue[tuple[Any, ...]] = self._ctx.Queue()
+
+    def _start_process(self) -> BaseProcess:
+        level = logging.getLogger().getEffectiveLevel()
+        proc = self._ctx.Process(
+            target=history_process.run,
+            name="fleet-history",
+            args=(settings, app.conf.broker_session_timeout, self._events, level, os.getpid()),
+            daemon=True,
+        )
+        proc.start()  # from the event loop's thread: the child's death signal follows it
+        return proc
+
+    def _drain(self) -> bool:
+        """Apply the events that came; True if one says the store is open or busy."""
+        settled = False
+        while True:
+            try:
+                event = self._events.get_nowait()
+            except queue.Empty:
+                return settled
+            apply_event(event)
+            settled = settled or event in {("opened",), ("retry", "open")}
+
+    async def on_start(self) -> None:
+        """The worker is ready once history serves readers and owns the store, or knows that
+        another process owns it (it then waits for it): readers never find it half-made."""
+        self.process = proc = self._start_process()
+        deadline = time.monotonic() + STARTUP_WAIT_S
+        while proc.is_alive() and time.monotonic() < deadline and not self._drain():
+            await asyncio.sleep(POLL_S / 5)
 
     @Service.task
-    async def _own_store_then_consume(self) -> None:
-        # Readers are served from the start; the group is joined only once the store is
-        # ours, so a second worker waiting for the embedded store takes no partitions.
-        self.writer = writer = HistoryWriter(settings, on_retry=_on_retry)
-        await writer.serve_readers(settings.history_query_port)
-        await writer.open()
-        self.consumer = HistoryConsumer(
-            settings,
-            writer,
-            contract_sinks(settings, on_skip=_on_skip),
-            config=consumer_config(settings, session_timeout_s=app.conf.broker_session_timeout),
-            on_stored=_on_stored,
-            on_retry=_on_retry,
-            on_lag=_on_lag,
-        )
-        self.thread = self.consumer.start()
+    async def _supervise(self) -> None:
+        delay = RESTART_FIRST_S
+        while not self.should_stop:
+            proc = self.process
+            if proc is None or proc.exitcode is not None:
+                self.process = proc = self._start_process()
+            while proc.is_alive() and not self.should_stop:
+                self._drain()
+                await self.sleep(POLL_S)
+            self._drain()
+            if self.should_stop:
+                return
+            self.process = None
+            log.error("history process exited (code %s); starting it again in %.0f s",
+                      proc.exitcode, delay)  # fmt: skip
+            self.restarts += 1
+            await self.sleep(delay)
+            delay = min(RESTART_MAX_S, delay * 2)
 
     async def on_stop(self) -> None:
-        if self.consumer is not None and self.thread is not None:
-            self.consumer.stop()
-            await asyncio.to_thread(self.thread.join, STOP_TIMEOUT_S)
-            if self.thread.is_alive():
-                log.error("history consumer did not stop in %.0f s", STOP_TIMEOUT_S)
-        if self.writer is not None:
-            await self.writer.close()
+        proc, self.process = self.process, None
+        if proc is None or not proc.is_alive():
+            return
+        proc.terminate()  # SIGTERM: the consumer stops, the store closes
+        await asyncio.to_thread(proc.join, history_process.STOP_TIMEOUT_S + 5)
+        if proc.is_alive():
+            log.error("history process did not stop in time: killing it")
+            proc.kill()
+            await asyncio.to_thread(proc.join, 5)
+        self._drain()

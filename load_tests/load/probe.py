@@ -17,12 +17,16 @@ import psutil
 from confluent_kafka import Consumer, TopicPartition
 from prometheus_client.parser import text_string_to_metric_families
 
+from fleet.history.process import PROCESS_NAME
+
 Series = tuple[str, tuple[tuple[str, str], ...]]  # sample name, sorted labels
 PROCESSED = ("fleet_pings_accepted_total", "fleet_pings_duplicate_total",
              "fleet_pings_rejected_total")  # fmt: skip
 LATENCY = "fleet_ping_to_redis_seconds_bucket"
 MACHINE = "machine (all processes)"
+HISTORY_PROCESS = PROCESS_NAME.decode()  # a worker's child that runs history
 POSITION = "fleet_ping_position"
+START_TIME: Series = ("process_start_time_seconds", ())
 
 
 def scrape(port: int, timeout_s: float = 2.0) -> dict[Series, float]:
@@ -37,13 +41,27 @@ def scrape(port: int, timeout_s: float = 2.0) -> dict[Series, float]:
 
 
 class Counters:
-    """Monotonic totals across worker restarts (a drop in a counter = a restart)."""
+    """Monotonic totals across worker restarts.
+
+    A restart is a new ``process_start_time_seconds`` of the endpoint (every prometheus-client
+    process exports it); without it, a drop in a counter. The drop alone misses a restart
+    whose new count has already passed the old one by the next sample.
+    """
 
     def __init__(self) -> None:
         self._last: dict[tuple[int, Series], float] = {}
         self._base: dict[tuple[int, Series], float] = {}
+        self._started: dict[int, float] = {}
 
     def update(self, port: int, samples: dict[Series, float]) -> None:
+        started = samples.get(START_TIME)
+        if started is not None:
+            if self._started.get(port, started) != started:
+                for key, last in self._last.items():
+                    if key[0] == port and key[1] != START_TIME:
+                        self._base[key] = self._base.get(key, 0.0) + last
+                        self._last[key] = 0.0
+            self._started[port] = started
         for series, value in samples.items():
             key = (port, series)
             last = self._last.get(key, 0.0)
@@ -205,21 +223,28 @@ class Processes:
                 cpu[name] = proc.cpu_percent(None)
                 rss[name] = proc.memory_info().rss / 2**20
                 if name.startswith("worker"):
-                    cpu[f"{name} children (decision solver)"] = self._children_cpu(proc)
+                    history, others = self._children_cpu(proc)
+                    cpu[f"{name} children (decision solver)"] = others
+                    cpu[f"{name} history process"] = history
             except psutil.Error:
                 self._procs.pop(name, None)
         return cpu, rss
 
-    def _children_cpu(self, proc: psutil.Process) -> float:
-        """CPU of a worker's child processes (the decision solver runs in one)."""
-        total = 0.0
+    def _children_cpu(self, proc: psutil.Process) -> tuple[float, float]:
+        """CPU of a worker's child processes: (history's process, the others: the decision
+        solver and multiprocessing's resource tracker)."""
+        history = others = 0.0
         for child in proc.children(recursive=True):
             known = self._children.setdefault(child.pid, child)
             try:
-                total += known.cpu_percent(None)  # 0 on the first look at a child
+                percent = known.cpu_percent(None)  # 0 on the first look at a child
+                if known.name() == HISTORY_PROCESS:
+                    history += percent
+                else:
+                    others += percent
             except psutil.Error:
                 self._children.pop(child.pid, None)
-        return total
+        return history, others
 
 
 def _pings_table(labels: dict[str, str]) -> bool:

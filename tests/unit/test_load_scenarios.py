@@ -56,12 +56,30 @@ def test_unknown_scenario_lists_the_known_ones() -> None:
 
 @given(st.lists(st.integers(min_value=0, max_value=1000), min_size=1, max_size=30))
 def test_counters_stay_monotonic_across_restarts(increments: list[int]) -> None:
-    """A worker restart resets its counter to 0; the total keeps counting from where it was."""
+    """A worker restart resets its counter to 0 and gives the endpoint a new process start
+    time; the total keeps counting from where it was, even when the new count has already
+    passed the old one at the first sample after the restart."""
+    counters = Counters()
+    series = ("fleet_pings_accepted_total", ())
+    start = ("process_start_time_seconds", ())
+    value, total, started = 0.0, 0.0, 1_000.0
+    for i, inc in enumerate(increments):
+        if i % 7 == 6:  # a restart: the new process starts from zero
+            value, started = 0.0, started + 60
+        value += inc
+        total += inc
+        counters.update(9464, {series: value, start: started})
+        assert counters.total("fleet_pings_accepted_total") == total
+
+
+@given(st.lists(st.integers(min_value=1, max_value=1000), min_size=1, max_size=30))
+def test_without_a_start_time_a_drop_is_a_restart(increments: list[int]) -> None:
     counters = Counters()
     series = ("fleet_pings_accepted_total", ())
     value, total = 0.0, 0.0
     for i, inc in enumerate(increments):
-        if i % 7 == 6:  # a restart: the new process starts from zero
+        if i % 7 == 6:  # a restart seen while the new count is still below the old one
+            inc = min(inc, max(0, int(value) - 1))
             value = 0.0
         value += inc
         total += inc
