@@ -211,7 +211,7 @@ class Settings(BaseSettings):
         1.0, gt=0, le=60, description="Solver budget of one decision, seconds"
     )
     decision_settle_s: float = Field(
-        0.2,
+        0.1,
         ge=0,
         le=60,
         description="A search ends when its best plan has stood this long, or as long as it"
