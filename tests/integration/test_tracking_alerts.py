@@ -138,8 +138,12 @@ def test_stale_opens_on_silence_and_resolves_when_pings_resume(fleet_env, worker
 
 
 def test_failed_delivery_resolved_by_reassign_and_bad_commands_dead_lettered(fleet_env, worker):
-    """failed -> failed_delivery open; reassign -> resolved, new versions; bad commands -> DLQ."""
-    worker(fleet_env)
+    """failed -> failed_delivery open; reassign -> resolved, new versions; bad commands -> DLQ.
+
+    The decision agent's own re-plan of a failed stop is off here: settled searches answer in
+    about 0.1 s, before the dispatcher's reassign arrives, and its RouteUpdates would then be
+    in the stream too (tests/integration/test_decision_pipeline.py tests that path)."""
+    worker(fleet_env, FLEET_DECISION_ON_FAILED_DELIVERY="false")
     run = uuid.uuid4().hex[:8]
     start = now_ms() - 10 * 60_000
     a, b = _plan(run, "a", start, n_stops=3), _plan(run, "b", start, n_stops=2)
