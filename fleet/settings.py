@@ -256,7 +256,7 @@ class Settings(BaseSettings):
     decision_order_candidates: int = Field(
         5, ge=1, description="Routes scored for each new order (nearest drivers)"
     )
-    decision_order_batch_size: int = Field(50, ge=1, description="Orders solved together at most")
+    decision_order_batch_size: int = Field(5, ge=1, description="Orders solved together at most")
     decision_order_batch_s: float = Field(
         0.1, gt=0, description="Max wait to gather a burst of orders, seconds"
     )
