@@ -85,7 +85,7 @@ class HistorySink(Service):
         level = logging.getLogger().getEffectiveLevel()
         proc = self._ctx.Process(
             target=history_process.run,
-            name="fleet-history",
+            name=history_process.PROCESS_NAME.decode(),
             args=(settings, app.conf.broker_session_timeout, self._events, level, os.getpid()),
             daemon=True,
         )

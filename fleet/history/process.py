@@ -30,7 +30,7 @@ STOP_TIMEOUT_S = 30.0
 # Below the worker (0), above the decision solver (10): when the machine is short of CPU, the
 # ping path goes first and history catches up after (its lag is a metric, nothing is lost).
 NICENESS = 5
-LOG_FORMAT = "[%(asctime)s] [%(process)d] [%(levelname)s] %(name)s: %(message)s"
+LOG_FORMAT = "[%(asctime)s] [%(process)d] %(levelname)s %(name)s: %(message)s"
 _PR_SET_NAME = 15
 _PR_SET_PDEATHSIG = 1
 
@@ -56,9 +56,7 @@ def run(
     _bind_to_parent(parent)
     os.nice(NICENESS)
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C reaches the worker, which stops us
-    logging.basicConfig(
-        level=loglevel, format="[%(asctime)s] [%(process)d] %(levelname)s %(name)s: %(message)s"
-    )
+    logging.basicConfig(level=loglevel, format=LOG_FORMAT)
     asyncio.run(_serve(settings, session_timeout_s, events))
 
 
